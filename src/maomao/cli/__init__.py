@@ -1,0 +1,77 @@
+"""The `mao` command line. Thin: it parses, calls a service, renders.
+
+Global options (``--home``, ``--json``, ``--no-input``) are accepted anywhere on the command
+line, so ``mao members --json`` and ``mao --json members`` both work.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from maomao.cli.output import GLOBALS, fail
+from maomao.errors import EXIT_USAGE, MaoError, UsageError
+
+_FLAGS = {"--json": "json", "--no-input": "no_input"}
+
+
+def split_globals(argv: Sequence[str]) -> list[str]:
+    """Take the global options out of *argv* (into ``GLOBALS``); return the rest."""
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _FLAGS:
+            setattr(GLOBALS, _FLAGS[arg], True)
+        elif arg == "--home":
+            if i + 1 >= len(args):
+                raise UsageError("--home needs a directory")
+            GLOBALS.home = args[i + 1]
+            i += 1
+        elif arg.startswith("--home="):
+            GLOBALS.home = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    if os.environ.get("MAO_NO_INPUT"):
+        GLOBALS.no_input = True
+    return rest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run(argv: list[str]) -> int:
+    """Run one command; return its exit code (never raises, never prints a traceback)."""
+    import click
+
+    try:
+        args = split_globals(argv)
+        from maomao.cli.app import app
+
+        result = app(args=args, prog_name="mao", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except MaoError as exc:
+        return fail(exc)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        return 130
+    except click.ClickException as exc:
+        # usage errors: show the usage line, then our one-line error
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            sys.stderr.write(ctx.get_usage() + "\n")
+        fail(UsageError(exc.format_message()))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,45 @@
+"""The store: everything maomao does with etcd goes through this package.
+
+Only this package imports the etcd client (``etcd3aio``); the layers above see
+:class:`Store` and the value objects of :mod:`maomao.etcd.types`.
+"""
+
+from __future__ import annotations
+
+from maomao.config import Config
+from maomao.etcd.client import Store
+from maomao.etcd.types import (
+    Compare,
+    Delete,
+    Event,
+    Get,
+    KeyValue,
+    Member,
+    Put,
+    RangeResult,
+    ServerStatus,
+    TxnResult,
+    WatchBatch,
+)
+
+
+def open_store(config: Config, *, timeout: float | None = None) -> Store:
+    """A store for the operator's configured endpoints (use with ``async with``)."""
+    return Store(config.endpoints, timeout=timeout or config.etcd_timeout)
+
+
+__all__ = [
+    "Compare",
+    "Delete",
+    "Event",
+    "Get",
+    "KeyValue",
+    "Member",
+    "Put",
+    "RangeResult",
+    "ServerStatus",
+    "Store",
+    "TxnResult",
+    "WatchBatch",
+    "open_store",
+]

