@@ -55,7 +55,7 @@ def run(argv: list[str]) -> int:
         args = split_globals(argv)
         from maomao.cli.app import app
 
-        result = app(args=args, prog_name="mao", standalone_mode=False)
+        result = app.main(args=args, prog_name="mao", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except MaoError as exc:
         return fail(exc)

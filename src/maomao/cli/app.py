@@ -1,17 +1,19 @@
-"""The `mao` commands. Each one parses, calls one service, renders."""
+"""The `mao` commands. Each one parses, calls one service, renders.
+
+Built on click directly (as datasette is): Typer, which DESIGN.md first named, imports
+pydantic eagerly since 0.2x (about 120 ms), which alone would break the 0.3 s budget of
+`mao members --json`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import typer
+import click
 
 from maomao.cli.output import GLOBALS, emit, emit_line, note, table
 from maomao.config import Config, resolve_home
@@ -19,15 +21,6 @@ from maomao.errors import UsageError
 
 T = TypeVar("T")
 
-app = typer.Typer(
-    name="mao",
-    help="maomao: collect microservice-hub data, share it through git and etcd, with no central server.",
-    add_completion=False,
-    no_args_is_help=False,
-    pretty_exceptions_enable=False,
-)
-etcd_app = typer.Typer(help="Raw etcd subtree tools (etcd2yaml / yaml2etcd).", no_args_is_help=True)
-app.add_typer(etcd_app, name="etcd")
 
 
 def load_config() -> Config:
@@ -38,6 +31,8 @@ def load_config() -> Config:
 
 def arun(coro: Coroutine[Any, Any, T]) -> T:
     """One event loop per command: the etcd client is created inside it."""
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -50,39 +45,52 @@ def ask(option: str, prompt: str) -> str:
     return Prompt.ask(prompt).strip()
 
 
-@app.callback(invoke_without_command=True)
-def root(
-    ctx: typer.Context,
-    home: str | None = typer.Option(None, "--home", help="Operator home (default $MAO_HOME or ~/.maomao)."),
-    json_out: bool = typer.Option(False, "--json", help="Machine output: one JSON document on stdout."),
-    no_input: bool = typer.Option(False, "--no-input", help="Never prompt (also when stdin is no terminal)."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    """Global options go anywhere on the command line."""
-    if version:
-        from maomao import __version__
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-        emit({"version": __version__}, f"maomao {__version__}")
-        raise typer.Exit(0)
+
+@click.group(
+    name="mao",
+    context_settings=CONTEXT,
+    invoke_without_command=True,
+    help="maomao: collect microservice-hub data, share it through git and etcd, with no central server.",
+)
+@click.option("--home", metavar="DIR", help="Operator home (default $MAO_HOME or ~/.maomao).")
+@click.option("--json", "json_out", is_flag=True, help="Machine output: one JSON document on stdout.")
+@click.option("--no-input", is_flag=True, help="Never prompt (also when stdin is no terminal).")
+@click.version_option(package_name="maomao", prog_name="maomao", message="%(prog)s %(version)s")
+@click.pass_context
+def app(ctx: click.Context, home: str | None, json_out: bool, no_input: bool) -> None:
+    """Global options go anywhere on the command line."""
     if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
-        raise typer.Exit(0)
+        click.echo(ctx.get_help())
+
+
+@app.group("etcd", context_settings=CONTEXT)
+def etcd_group() -> None:
+    """Raw etcd subtree tools (etcd2yaml / yaml2etcd)."""
 
 
 # -- node ----------------------------------------------------------------------------------
 @app.command()
+@click.option("--operator", help="Your operator name ([a-z0-9][a-z0-9-]{0,62}).")
+@click.option("--embedded", is_flag=True, help="Run a single-member etcd with the node.")
+@click.option("--etcd", metavar="URL[,URL…]", help="Join an existing etcd cluster.")
+@click.option("--namespace", default="/maomao", show_default=True, help="Key prefix of the federation.")
+@click.option("--git-remote", metavar="URL", help="Default git remote for your datasets.")
+@click.option("--client-port", type=int, help="Embedded etcd client port (default 2379 or a free one).")
+@click.option("--peer-port", type=int, help="Embedded etcd peer port (default 2380 or a free one).")
+@click.option("--presence-ttl", type=int, help="Presence lease TTL in seconds (default 10).")
+@click.option("--force", is_flag=True, help="Overwrite an existing config.")
 def init(
-    operator: str | None = typer.Option(
-        None, "--operator", help="Your operator name ([a-z0-9][a-z0-9-]{0,62})."
-    ),
-    embedded: bool = typer.Option(False, "--embedded", help="Run a single-member etcd with the node."),
-    etcd: str | None = typer.Option(None, "--etcd", help="Join an existing etcd: URL[,URL…]."),
-    namespace: str = typer.Option("/maomao", "--namespace", help="Key prefix of the federation."),
-    git_remote: str | None = typer.Option(None, "--git-remote", help="Default git remote for your datasets."),
-    client_port: int | None = typer.Option(None, "--client-port", help="Embedded etcd client port."),
-    peer_port: int | None = typer.Option(None, "--peer-port", help="Embedded etcd peer port."),
-    presence_ttl: int | None = typer.Option(None, "--presence-ttl", help="Presence lease TTL, seconds."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing config."),
+    operator: str | None,
+    embedded: bool,
+    etcd: str | None,
+    namespace: str,
+    git_remote: str | None,
+    client_port: int | None,
+    peer_port: int | None,
+    presence_ttl: int | None,
+    force: bool,
 ) -> None:
     """Write this operator's config under MAO_HOME."""
     from maomao.services.node import init_home
@@ -115,9 +123,8 @@ def init(
 
 
 @app.command()
-def up(
-    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once ready."),
-) -> None:
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; return once ready.")
+def up(detach: bool) -> None:
     """Start the node: embedded etcd (if configured) and presence; Ctrl-C stops it."""
     from maomao.services import node
 
@@ -131,6 +138,10 @@ def up(
             f"log: {config.paths.node_log}",
         )  # fmt: skip
         return
+    import asyncio
+    import logging
+    import signal
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def serve() -> None:
@@ -182,9 +193,8 @@ def status() -> None:
         lines.append("members:    " + ", ".join(f"{m['name']} {m['id']}" for m in report.cluster_members))
     emit(report.to_dict(), "\n".join(lines))
     if not report.etcd_healthy:
-        raise Unavailable(
-            report.endpoints, report.error.split("(", 1)[-1].rstrip(")") if report.error else ""
-        )
+        detail = report.error.split("(", 1)[-1].rstrip(")") if "(" in report.error else ""
+        raise Unavailable(report.endpoints, detail)
 
 
 @app.command()
@@ -205,12 +215,12 @@ def members() -> None:
 
 
 @app.command()
-def watch(
-    prefix: str = typer.Argument("", help="Path under the namespace, e.g. ops/alice (default: everything)."),
-    since: int = typer.Option(0, "--since", help="Start at this revision (default: now)."),
-    count: int = typer.Option(0, "--count", help="Stop after this many events (default: never)."),
-) -> None:
-    """Print every change under the namespace with its revision, until Ctrl-C (etcdmon)."""
+@click.argument("prefix", default="")
+@click.option("--since", type=int, default=0, help="Start at this revision (default: now).")
+@click.option("--count", type=int, default=0, help="Stop after this many events (default: never).")
+def watch(prefix: str, since: int, count: int) -> None:
+    """Print every change under PREFIX (a path under the namespace, e.g. ops/alice) with its
+    revision, until Ctrl-C (etcdmon). With --json: one JSON document per line."""
     from maomao.services.keyspace import watch_changes
 
     config = load_config()
@@ -223,9 +233,8 @@ def watch(
             doc = {**event.to_dict(), "resync": resync}
             value = doc["value"] if event.type == "put" else ""
             shown = value if len(value) <= 120 else value[:117] + "..."
-            emit_line(
-                doc, f"{event.revision:>8}  {event.type.upper():<6} {event.key[root_len:]}  {shown}".rstrip()
-            )
+            line = f"{event.revision:>8}  {event.type.upper():<6} {event.key[root_len:]}  {shown}"
+            emit_line(doc, line.rstrip())
             seen += 1
             if count and seen >= count:
                 return
@@ -235,48 +244,46 @@ def watch(
 
 
 # -- etcd subtree --------------------------------------------------------------------------
-@etcd_app.command("dump")
-def etcd_dump(
-    prefix: str = typer.Argument(..., help="Path under the namespace (e.g. ops/alice)."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write the YAML here instead of stdout."),
-) -> None:
-    """Write a subtree as YAML (etcd2yaml)."""
+@etcd_group.command("dump")
+@click.argument("prefix")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the YAML here.")
+def etcd_dump(prefix: str, output: Path | None) -> None:
+    """Write the subtree under PREFIX (a path under the namespace) as YAML (etcd2yaml)."""
     from maomao.services.keyspace import dump_subtree
 
     config = load_config()
     text, revision, count = arun(dump_subtree(config, prefix))
+    where = config.keys.under(prefix)
     if output is not None:
         output.write_text(text, encoding="utf-8")
-        emit({"prefix": config.keys.under(prefix), "file": str(output), "keys": count, "revision": revision},
-             f"wrote {count} keys of {config.keys.under(prefix)} to {output} (revision {revision})")  # fmt: skip
+        doc = {"prefix": where, "file": str(output), "keys": count, "revision": revision}
+        emit(doc, f"wrote {count} keys of {where} to {output} (revision {revision})")
     elif GLOBALS.json:
-        emit({"prefix": config.keys.under(prefix), "yaml": text, "keys": count, "revision": revision})
+        emit({"prefix": where, "yaml": text, "keys": count, "revision": revision})
     else:
         sys.stdout.write(text)
 
 
-@etcd_app.command("load")
-def etcd_load(
-    file: Path = typer.Argument(..., help="YAML file (- for stdin)."),
-    prefix: str = typer.Argument(..., help="Path under the namespace to load into."),
-    replace: bool = typer.Option(
-        False, "--replace", help="Delete keys under PREFIX that FILE does not hold."
-    ),
-) -> None:
-    """Write a YAML file under a prefix, in one transaction (yaml2etcd)."""
+@etcd_group.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.argument("prefix")
+@click.option("--replace", is_flag=True, help="Delete keys under PREFIX that FILE does not hold.")
+def etcd_load(file: Path, prefix: str, replace: bool) -> None:
+    """Write a YAML FILE (- for stdin) under PREFIX in one transaction (yaml2etcd)."""
     from maomao.services.keyspace import load_subtree
 
     config = load_config()
     result = arun(load_subtree(config, file, prefix, replace=replace))
-    emit(result, f"{result['prefix']}: {result['put']} written, {result['deleted']} deleted, "
-                 f"{result['unchanged']} unchanged")  # fmt: skip
+    emit(
+        result,
+        f"{result['prefix']}: {result['put']} written, {result['deleted']} deleted, {result['unchanged']} unchanged",
+    )
 
 
 @app.command()
-def demo(
-    keep: bool = typer.Option(False, "--keep", help="Keep the demo's directory afterwards."),
-) -> None:
+@click.option("--keep", is_flag=True, help="Keep the demo's directory afterwards.")
+def demo(keep: bool) -> None:
     """A scripted walkthrough with two operators on an embedded etcd."""
     from maomao.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(keep=keep))
+    raise click.exceptions.Exit(run_demo(keep=keep))
