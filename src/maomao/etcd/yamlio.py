@@ -170,6 +170,17 @@ def _construct_raw(loader: yaml.SafeLoader, node: yaml.Node) -> Raw:
 
 _Loader.add_constructor("!json", _construct_json)
 _Loader.add_constructor("!raw", _construct_raw)
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    # PyYAML writes NEL and the Unicode line separators raw in plain/single-quoted
+    # scalars, where a reader folds them into spaces: quote them so they survive.
+    style = '"' if any(c in value for c in _LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(JsonDoc, lambda d, v: d.represent_mapping("!json", dict(v)))
 _Dumper.add_representer(
     Raw, lambda d, v: d.represent_scalar("!raw", str(v), style='"' if "\n" in v else None)

@@ -1,0 +1,231 @@
+"""The `mao` command line, through its real entry point and in process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Mao, free_port, healthy, wait_until
+
+from maomao.cli import run
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path: Path, etcd) -> None:  # type: ignore[no-untyped-def]
+    mao = Mao(tmp_path / "alice")
+    first = mao("--json", "init", "--operator", "alice", "--etcd", etcd.url)
+    assert first.code == 0, first.err
+    doc = first.json()
+    assert doc["operator"] == "alice" and doc["etcd"]["endpoints"] == [etcd.url]
+    assert (tmp_path / "alice" / "config.toml").exists()
+    again = mao("init", "--operator", "alice", "--etcd", etcd.url)
+    assert again.code == 1
+    assert again.err.startswith("error: ") and "--force" in again.err and again.err.count("\n") == 1
+    forced = mao("init", "--operator", "alice2", "--etcd", etcd.url, "--force")
+    assert forced.code == 0
+    assert 'operator = "alice2"' in (tmp_path / "alice" / "config.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["init", "--etcd", "http://127.0.0.1:1"], 2, "missing option --operator"),
+        (["init", "--operator", "alice"], 2, "--embedded or --etcd"),
+        (["init", "--operator", "Docker Hub", "--embedded"], 1, "[a-z0-9][a-z0-9-]{0,62}"),
+        (["init", "--operator", "../x", "--embedded"], 1, "invalid operator name"),
+        (["init", "--operator", "a", "--etcd", "ftp://h:1"], 1, "scheme must be http"),
+        (["init", "--operator", "a", "--etcd", "http://u:p@h:1"], 1, "credentials"),
+        (["members"], 1, "no maomao config"),
+        (["no-such-command"], 2, "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_code(
+    tmp_path: Path, args: list[str], code: int, needle: str
+) -> None:
+    result = Mao(tmp_path / "h")(*args)
+    assert result.code == code, (result.out, result.err)
+    error_lines = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.err
+    assert needle in error_lines[0]
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    "args", [["members"], ["status"], ["watch"], ["etcd", "dump", "ops"], ["--json", "members"]]
+)
+def test_unreachable_etcd_exits_3_within_5_seconds(tmp_path: Path, args: list[str]) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    mao = Mao(tmp_path / "h")
+    assert mao("init", "--operator", "alice", "--etcd", endpoint).code == 0
+    started = time.monotonic()
+    result = mao(*args)
+    assert time.monotonic() - started < 5
+    assert result.code == 3, (result.out, result.err)
+    assert f"error: etcd unreachable at {endpoint}" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_json_flag_anywhere_gives_one_document(operator_home) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    before, after = alice("--json", "members"), alice("members", "--json")
+    assert before.code == after.code == 0, before.err + after.err
+    assert json.loads(before.out) == json.loads(after.out) == {"members": []}  # nobody started a node yet
+
+
+def test_in_process_run_maps_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(["--home", str(tmp_path / "nohome"), "status"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith("error: no maomao config")
+    assert (
+        run(["--home", str(tmp_path / "h"), "init", "--operator", "x", "--etcd", "http://127.0.0.1:9"]) == 0
+    )
+    assert run(["--version"]) == 0
+    assert "maomao" in capsys.readouterr().out
+
+
+def test_watch_prints_changes_with_revisions(operator_home, etcdctl, ns: str) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    watcher = alice.popen("--json", "watch", "ops/alice/w", "--count", "3")
+    assert watcher.stderr is not None and watcher.stdout is not None
+    assert "watching" in watcher.stderr.readline()
+    etcdctl.put(f"{ns}/ops/alice/w/a", "1")
+    etcdctl.put(f"{ns}/ops/alice/w/b", "2")
+    etcdctl.put(f"{ns}/ops/alice/other", "ignored")
+    subprocess.run(
+        [etcdctl_bin(), "--endpoints", etcdctl.endpoints, "del", f"{ns}/ops/alice/w/a"],
+        check=True,
+        capture_output=True,
+    )
+    out, _ = watcher.communicate(timeout=20)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["type"], e["key"], e["value"]) for e in events] == [
+        ("put", f"{ns}/ops/alice/w/a", "1"),
+        ("put", f"{ns}/ops/alice/w/b", "2"),
+        ("delete", f"{ns}/ops/alice/w/a", ""),
+    ]
+    revisions = [e["revision"] for e in events]
+    assert revisions == sorted(revisions) and len(set(revisions)) == 3
+    assert watcher.returncode == 0
+
+
+@pytest.mark.parametrize("prefix", ["../../etc", "ops/../x", "/elsewhere"])
+def test_watch_refuses_prefixes_outside_the_namespace(operator_home, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    result = operator_home("alice")("watch", prefix)
+    assert result.code == 1 and result.err.startswith("error: ")
+    assert "Traceback" not in result.err
+
+
+def test_watch_stops_on_ctrl_c_with_exit_0(operator_home) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    watcher = alice.popen("watch")
+    assert watcher.stderr is not None
+    assert "watching" in watcher.stderr.readline()
+    watcher.send_signal(signal.SIGINT)
+    assert watcher.wait(timeout=10) == 0
+
+
+def etcdctl_bin() -> str:
+    from conftest import ETCDCTL_BIN
+
+    return str(ETCDCTL_BIN)
+
+
+def test_etcd_dump_and_load_through_the_cli(operator_home, etcdctl, ns: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    source = tmp_path / "in.yaml"
+    source.write_text("a:\n  list: [1, two, {three: 3}]\n  flag: false\n  none: null\nb: text\n")
+    loaded = alice("--json", "etcd", "load", str(source), "ops/alice/conf")
+    assert loaded.code == 0, loaded.err
+    assert loaded.json()["put"] == 4
+    assert etcdctl.get(f"{ns}/ops/alice/conf/a/list") == b'[1,"two",{"three":3}]'
+    out = tmp_path / "out.yaml"
+    dumped = alice("etcd", "dump", "ops/alice/conf", "-o", str(out))
+    assert dumped.code == 0, dumped.err
+    import yaml
+
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load(source.read_text())
+    source.write_text("b: text\n")
+    replaced = alice("--json", "etcd", "load", str(source), "ops/alice/conf", "--replace")
+    assert replaced.json()["deleted"] == 3
+    assert etcdctl.get_prefix(f"{ns}/ops/alice/conf/") == {f"{ns}/ops/alice/conf/b": b"text"}
+    missing = alice("etcd", "load", str(tmp_path / "nope.yaml"), "ops/alice/conf")
+    assert missing.code == 1 and "no such file" in missing.err
+
+
+class TestEmbeddedNode:
+    """A node on its own embedded etcd, a second operator joining it."""
+
+    def test_up_members_kill_and_down(self, tmp_path: Path) -> None:
+        client, peer = free_port(), free_port()
+        url = f"http://127.0.0.1:{client}"
+        alice, bob = Mao(tmp_path / "alice"), Mao(tmp_path / "bob")
+        try:
+            init = alice("init", "--operator", "alice", "--embedded", "--client-port", str(client),
+                         "--peer-port", str(peer), "--presence-ttl", "2")  # fmt: skip
+            assert init.code == 0, init.err
+            started = alice("--json", "up", "--detach")
+            assert started.code == 0, started.err
+            assert healthy(url)
+            status = alice("--json", "status")
+            assert status.code == 0, status.err
+            report = status.json()
+            assert (
+                report["etcd_healthy"] and report["node_running"] and report["etcd_version"].startswith("3.")
+            )
+            assert [m["client_urls"] for m in report["cluster_members"]] == [[url]]
+            again = alice("up", "--detach")
+            assert again.code == 1 and "already runs" in again.err
+
+            assert bob("init", "--operator", "bob", "--etcd", url, "--presence-ttl", "2").code == 0
+            bob_up = bob("--json", "up", "--detach")
+            assert bob_up.code == 0, bob_up.err
+            bob_pid = bob_up.json()["pid"]
+            members = {m["operator"]: m for m in alice("--json", "members").json()["members"]}
+            assert members["alice"]["online"] and members["bob"]["online"]
+            assert members["bob"]["pid"] == bob_pid
+
+            # SIGKILL: no clean-up ran, the lease must expire by itself
+            import os
+
+            os.kill(bob_pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+
+            def bob_offline() -> bool:
+                ms = {m["operator"]: m for m in alice("--json", "members").json()["members"]}
+                return not ms["bob"]["online"]
+
+            wait_until(bob_offline, 10, "bob's presence to expire")
+            assert time.monotonic() - killed_at < 2 + 3  # TTL plus polling slack
+
+            down = alice("--json", "down")
+            assert down.code == 0 and down.json()["was_running"]
+            wait_until(lambda: not healthy(url), 5, "alice's etcd to stop")
+            assert not (tmp_path / "alice" / "node.pid").exists()
+            assert alice("status").code == 3
+            assert alice("--json", "down").json()["was_running"] is False
+        finally:
+            bob("down")
+            alice("down")
+
+    def test_foreground_up_stops_on_sigint(self, tmp_path: Path) -> None:
+        client = free_port()
+        alice = Mao(tmp_path / "alice")
+        alice("init", "--operator", "alice", "--embedded", "--client-port", str(client),
+              "--peer-port", str(free_port()))  # fmt: skip
+        node = alice.popen("--json", "up")
+        try:
+            assert node.stdout is not None
+            ready = json.loads(node.stdout.readline())
+            assert ready["operator"] == "alice"
+            assert healthy(f"http://127.0.0.1:{client}")
+            node.send_signal(signal.SIGINT)
+            assert node.wait(timeout=15) == 0
+            assert not healthy(f"http://127.0.0.1:{client}")
+        finally:
+            if node.poll() is None:
+                node.kill()
+            alice("down")
