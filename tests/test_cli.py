@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Mao, free_port, healthy, wait_until
 
+from conftest import Mao, free_port, healthy, wait_until
 from maomao.cli import run
 
 

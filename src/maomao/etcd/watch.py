@@ -1,32 +1,55 @@
 """Prefix watches that survive restarts, re-authentication and compaction.
 
-etcd3aio already reconnects a watch after a transient error and resumes at the last
-revision + 1. This adds what it leaves out: after a compaction the server cancels the
-watch, so we re-read the prefix, hand the caller the whole current content as one
-``resync`` batch, and watch again from there; after an unauthenticated error we log in
-again and resume at the last revision seen.
+etcd3aio's watch reconnects by itself, but it resumes at the revision of the last
+response *header* + 1. While a watch replays history the header carries the current
+revision, not the last one delivered (etcd sends a long history in batches of 1,000
+revisions), so a restart in the middle of a replay silently lost the rest of it. This
+module therefore drives the gRPC stream itself and resumes at the revision after the
+last *event* it handed out, so that nothing is lost or repeated. It also adds what the
+library leaves out: after a compaction the server cancels the watch, so we re-read the
+prefix, hand the caller the whole current content as one ``resync`` batch, and watch
+again from there; after an unauthenticated error we log in again and resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 from etcd3aio import EtcdUnauthenticatedError, prefix_range_end
+from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 
-from maomao.errors import MaoError
+from maomao.errors import MaoError, PermissionDenied, Unavailable
 from maomao.etcd.types import Event, WatchBatch
 
 if TYPE_CHECKING:
     from maomao.etcd.client import Store
 
+log = logging.getLogger(__name__)
+
 _DELETE = 1
+#: Reconnect delays after a broken stream (seconds): doubled up to the cap.
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 2.0
+_TRANSIENT = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+)
 
 
 class Watch:
-    """``async for batch in store.watch(prefix): …`` — batches of events, in revision order."""
+    """``async for batch in store.watch(prefix): …`` — batches of events, in revision order.
+
+    Iterate it once. When the consumer stops early, close the iterator (``contextlib.aclosing``)
+    so that the gRPC stream is cancelled at once rather than when it is garbage collected.
+    """
 
     def __init__(
         self, store: Store, key: str, *, prefix: bool = True, start_revision: int = 0, prev_kv: bool = False
@@ -38,56 +61,95 @@ class Watch:
         #: The next revision this watch will ask for (0: from now).
         self.next_revision = start_revision
 
-    def __aiter__(self) -> AsyncIterator[WatchBatch]:
+    def __aiter__(self) -> AsyncGenerator[WatchBatch, None]:
         return self._run()
 
-    async def _run(self) -> AsyncIterator[WatchBatch]:
+    async def _run(self) -> AsyncGenerator[WatchBatch, None]:
         store = self._store
-        range_end = prefix_range_end(self.key) if self.prefix else None
+        backoff = _BACKOFF_FIRST
         while True:
-            api = store.raw.watch
-            assert api is not None
-            stream = api.watch(
-                self.key, range_end=range_end, start_revision=self.next_revision, prev_kv=self.prev_kv
-            )
-            resync = False
+            compacted = 0
             try:
-                async for resp in stream:
+                async for resp in self._stream():
+                    backoff = _BACKOFF_FIRST
                     if resp.compact_revision > 0:
-                        resync = True
                         compacted = int(resp.compact_revision)
                         break
                     if resp.canceled:
-                        raise MaoError(f"etcd cancelled the watch on {self.key}: {resp.cancel_reason}")
+                        self._cancelled(str(resp.cancel_reason))
+                        break  # invalid token: logged in again, resume
                     if not resp.events:
+                        # the "created" answer: a watch "from now" is from here on
                         if self.next_revision == 0 and resp.header.revision > 0:
                             self.next_revision = int(resp.header.revision) + 1
                         continue
                     events = [_event(e) for e in resp.events]
+                    # etcd never splits one revision over two responses (no fragmenting)
                     self.next_revision = events[-1].revision + 1
                     yield WatchBatch(events, int(resp.header.revision))
                 else:
-                    return
+                    # the server ended the stream without an error: watch again
+                    log.info("watch on %s ended by the server; resuming at %d", self.key, self.next_revision)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
             except (EtcdUnauthenticatedError, grpc.aio.AioRpcError) as exc:
-                if not _unauthenticated(exc) or not store._user:
+                if _unauthenticated(exc) and store._user:
+                    await store._guard(store._authenticate)
+                    continue
+                if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() not in _TRANSIENT:
                     store.translate(exc, self.key)
-                await store._guard(store._authenticate)
+                log.info(
+                    "watch on %s broken (%s); resuming at %d in %.2f s",
+                    self.key, exc.code().name, self.next_revision, backoff,
+                )  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-            if resync:
+            if compacted:
                 yield await self._resync(compacted)
 
+    async def _stream(self) -> AsyncIterator[Any]:
+        """One gRPC watch stream from ``next_revision``, cancelled when the caller stops."""
+        api = self._store.raw.watch
+        if api is None:
+            raise Unavailable(self._store.endpoints, "the store is closed")
+        create = WatchCreateRequest(
+            key=self.key.encode("utf-8"),
+            range_end=prefix_range_end(self.key) if self.prefix else b"",
+            start_revision=self.next_revision,
+            prev_kv=self.prev_kv,
+        )
+
+        async def requests() -> AsyncIterator[Any]:
+            yield WatchRequest(create_request=create)
+            await asyncio.Future()  # keep our side open until the call is cancelled
+
+        # the library's own watch() resumes at the wrong revision (see the module doc)
+        call = api._stub.Watch(requests(), metadata=api._metadata or None)
+        try:
+            async for resp in call:
+                yield resp
+        finally:
+            call.cancel()
+
+    def _cancelled(self, reason: str) -> None:
+        """The server cancelled the watch: raise, unless a new token fixes it."""
+        if "auth token" in reason and self._store._user:
+            log.info("watch on %s: token refused, authenticating again", self.key)
+            # the caller resumes once this returns; authentication happens on the next call
+            self._reauth = True
+            return
+        if "permission denied" in reason:
+            raise PermissionDenied(f"etcd permission denied on a watch of {self.key}")
+        raise MaoError(f"etcd cancelled the watch on {self.key}: {reason or 'no reason given'}")
+
     async def _resync(self, compacted: int) -> WatchBatch:
-        if self.prefix:
-            current = await self._store.range(self.key)
-            items, revision = current.items, current.revision
-        else:
-            kv = await self._store.get(self.key)
-            items, revision = ([kv] if kv else []), await self._store.revision()
-        self.next_revision = revision + 1
-        events = [Event("put", kv.key, kv.value, kv.mod_revision) for kv in items]
-        return WatchBatch(events, revision, resync=True, compacted_revision=compacted)
+        # one range read gives the content and the revision it is true at, atomically
+        end = None if self.prefix else self.key + "\0"
+        current = await self._store.range(self.key, end=end)
+        self.next_revision = current.revision + 1
+        events = [Event("put", kv.key, kv.value, kv.mod_revision) for kv in current.items]
+        return WatchBatch(events, current.revision, resync=True, compacted_revision=compacted)
 
 
 def _unauthenticated(exc: BaseException) -> bool:
@@ -98,4 +160,10 @@ def _unauthenticated(exc: BaseException) -> bool:
 
 def _event(e: Any) -> Event:
     prev = e.prev_kv.value if e.HasField("prev_kv") else None
-    return Event("delete" if e.type == _DELETE else "put", e.kv.key.decode("utf-8", "surrogateescape"), e.kv.value, int(e.kv.mod_revision), prev)
+    return Event(
+        "delete" if e.type == _DELETE else "put",
+        e.kv.key.decode("utf-8", "surrogateescape"),
+        e.kv.value,
+        int(e.kv.mod_revision),
+        prev,
+    )
