@@ -41,6 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("etcd.embedded", "MAO_EMBEDDED", False, "start a single-member etcd with the node"),
     Setting("etcd.client_port", "MAO_ETCD_CLIENT_PORT", 2379, "embedded etcd client port"),
     Setting("etcd.peer_port", "MAO_ETCD_PEER_PORT", 2380, "embedded etcd peer port"),
+    Setting("etcd.user", "MAO_ETCD_USER", None, "etcd user (password in HOME/etcd.password, mode 0600)"),
     Setting("etcd.timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds"),
     Setting("git.remote", "MAO_GIT_REMOTE", None, "default git remote for published datasets"),
     Setting("node.presence_ttl", "MAO_PRESENCE_TTL", 10, "lease TTL of the presence key", "seconds"),
@@ -66,6 +67,7 @@ class Config:
     client_port: int = 2379
     peer_port: int = 2380
     etcd_timeout: float = 5.0
+    etcd_user: str | None = None
     git_remote: str | None = None
     presence_ttl: int = 10
     api_port: int = 8765
@@ -96,6 +98,20 @@ class Config:
             return Path(self.import_dir_setting).expanduser().resolve()
         return self.home / "imports"
 
+    def etcd_password(self) -> str | None:
+        """The etcd password: ``MAO_ETCD_PASSWORD`` or ``HOME/etcd.password``; never in the config."""
+        if not self.etcd_user:
+            return None
+        if os.environ.get("MAO_ETCD_PASSWORD"):
+            return os.environ["MAO_ETCD_PASSWORD"]
+        path = self.paths.etcd_password_file
+        try:
+            if path.stat().st_mode & 0o077:
+                raise ConfigError(f"{path} is readable by others: chmod 600 it")
+            return path.read_text().strip()
+        except FileNotFoundError:
+            raise ConfigError(f"etcd user {self.etcd_user} needs a password in {path}") from None
+
     def to_file(self) -> dict[str, Any]:
         """The TOML document written by ``mao init``."""
         doc: dict[str, Any] = {
@@ -107,6 +123,7 @@ class Config:
                 "client_port": self.client_port,
                 "peer_port": self.peer_port,
                 "timeout": self.etcd_timeout,
+                **({"user": self.etcd_user} if self.etcd_user else {}),
             },
             "node": {"presence_ttl": self.presence_ttl},
             "api": {"port": self.api_port},
@@ -229,6 +246,7 @@ def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
         client_port=int(values["etcd.client_port"]),  # type: ignore[call-overload]
         peer_port=int(values["etcd.peer_port"]),  # type: ignore[call-overload]
         etcd_timeout=float(values["etcd.timeout"]),  # type: ignore[arg-type]
+        etcd_user=values["etcd.user"] or None,  # type: ignore[arg-type]
         git_remote=values["git.remote"] or None,  # type: ignore[arg-type]
         presence_ttl=int(values["node.presence_ttl"]),  # type: ignore[call-overload]
         api_port=int(values["api.port"]),  # type: ignore[call-overload]

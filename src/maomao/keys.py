@@ -10,6 +10,8 @@ The layout (DESIGN.md):
     {ns}/ops/{op}/tools/{tool}                      tool record
     {ns}/ops/{op}/{runs,schedules,pipelines,subscriptions}/{id}
     {ns}/index/snapshots/{hub}/{date}/{op}/{dataset} -> advertisement key
+    {ns}/index/hubs/{hub}                           -> marker: some snapshot exists for hub
+    {ns}/index/dates/{hub}/{date}                   -> marker: some snapshot exists that date
     {ns}/index/tools/{tool}                         -> owner claim (create-if-absent)
     {ns}/index/operators/{op}                       -> known operator (written at first start)
     {ns}/index/presence/{op}                        -> online operator (same lease as presence)
@@ -166,6 +168,27 @@ class Keys:
         if op is None:
             return prefix
         return prefix + f"{validate_name(op, 'operator')}/"
+
+    def index_hub(self, hub: str) -> str:
+        return f"{self.root}index/hubs/{validate_name(hub, 'hub')}"
+
+    @property
+    def index_hubs(self) -> str:
+        return f"{self.root}index/hubs/"
+
+    def index_date(self, hub: str, date: str) -> str:
+        return f"{self.root}index/dates/{validate_name(hub, 'hub')}/{validate_date(date)}"
+
+    def index_dates(self, hub: str) -> str:
+        return f"{self.root}index/dates/{validate_name(hub, 'hub')}/"
+
+    def snapshots(self, op: str, hub: str | None = None, date: str | None = None) -> str:
+        """Prefix of one operator's advertisements, narrowed by hub and date."""
+        prefix = f"{self.operator(op)}snapshots/"
+        if hub is None:
+            return prefix
+        prefix += f"{validate_name(hub, 'hub')}/"
+        return prefix if date is None else prefix + f"{validate_date(date)}/"
 
     def index_tool(self, tool: str) -> str:
         return f"{self.root}index/tools/{validate_name(tool, 'tool')}"

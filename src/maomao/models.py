@@ -86,3 +86,75 @@ class NodeStatus(Record):
     health: dict[str, bool] = field(default_factory=dict)
     api_url: str = ""
     error: str = ""
+
+
+@dataclass(frozen=True)
+class FileEntry(Record):
+    """One file of a snapshot: its path in the tree, size, and CSV data rows (0 if not CSV)."""
+
+    path: str
+    bytes: int
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class Advertisement(Record):
+    """``{ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}``: where and what a snapshot is.
+
+    Written by its operator only after the push landed; never holds credentials.
+    """
+
+    operator: str
+    hub: str
+    date: str
+    dataset: str
+    url: str
+    branch: str
+    commit: str
+    digest: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+    metric: float | None = None
+    tool: str = ""
+    run_id: str = ""
+    published_at: str = ""
+    tag: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(int(f.get("rows", 0)) for f in self.files)
+
+
+@dataclass(frozen=True)
+class IndexEntry(Record):
+    """``{ns}/index/snapshots/{hub}/{date}/{op}/{dataset}``: pointer to an advertisement.
+
+    Besides the key it points to (``ref``), it carries a summary so that a listing is one
+    range read; anything used to fetch data is re-read from the advertisement itself,
+    which only its operator can write.
+    """
+
+    ref: str
+    operator: str
+    hub: str
+    date: str
+    dataset: str
+    commit: str
+    published_at: str
+    files: int = 0
+    rows: int = 0
+    metric: float | None = None
+
+    @classmethod
+    def of(cls, ref: str, ad: Advertisement) -> IndexEntry:
+        return cls(
+            ref=ref,
+            operator=ad.operator,
+            hub=ad.hub,
+            date=ad.date,
+            dataset=ad.dataset,
+            commit=ad.commit,
+            published_at=ad.published_at,
+            files=len(ad.files),
+            rows=ad.rows,
+            metric=ad.metric,
+        )

@@ -23,6 +23,10 @@ class Home:
         return self.root / "config.toml"
 
     @property
+    def etcd_password_file(self) -> Path:
+        return self.root / "etcd.password"
+
+    @property
     def node_pid_file(self) -> Path:
         return self.root / "node.pid"
 

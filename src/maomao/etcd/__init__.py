@@ -25,7 +25,12 @@ from maomao.etcd.types import (
 
 def open_store(config: Config, *, timeout: float | None = None) -> Store:
     """A store for the operator's configured endpoints (use with ``async with``)."""
-    return Store(config.endpoints, timeout=timeout or config.etcd_timeout)
+    return Store(
+        config.endpoints,
+        timeout=timeout or config.etcd_timeout,
+        user=config.etcd_user,
+        password=config.etcd_password(),
+    )
 
 
 __all__ = [

@@ -125,7 +125,7 @@ class Store:
         await self._client.connect()
         self._connected = True
         if self._user:
-            await self._authenticate()
+            await self._guard(self._authenticate)
 
     async def close(self) -> None:
         if self._connected:
@@ -139,7 +139,7 @@ class Store:
 
     async def _authenticate(self) -> None:
         assert self._client.auth is not None and self._user is not None
-        resp = await self._client.auth.authenticate(self._user, self._password or "")
+        resp = await self._client.auth.authenticate(self._user, self._password or "", timeout=self.timeout)
         self._client.set_token(resp.token)
 
     # -- the one error boundary --------------------------------------------------------
@@ -147,8 +147,8 @@ class Store:
         """Run one client call under the deadline, translating errors; re-auth once."""
         for attempt in (1, 2):
             try:
-                async with asyncio.timeout(self.timeout):
-                    return await fn()
+                # every call passes timeout=, which etcd3aio applies to the whole retry loop
+                return await fn()
             except EtcdUnauthenticatedError as exc:
                 if attempt == 1 and self._user:
                     log.info("etcd token refused, authenticating again")
@@ -183,6 +183,8 @@ class Store:
                 raise Unavailable(self.endpoints, code.name) from None
             if code == grpc.StatusCode.PERMISSION_DENIED:
                 raise PermissionDenied(f"etcd permission denied{' on ' + what if what else ''}") from None
+            if "authentication failed" in (exc.details() or ""):
+                raise PermissionDenied(f"etcd refused the credentials of {self._user}") from None
             raise MaoError(f"etcd error: {exc.details() or code.name}") from None
         if isinstance(exc, EtcdError):
             raise MaoError(f"etcd error: {exc}") from None
@@ -225,7 +227,7 @@ class Store:
             ),
             prefix,
         )
-        return RangeResult([_kv(i) for i in resp.kvs], resp.header.revision, resp.count, resp.more)
+        return RangeResult(resp.kvs, int(resp.header.revision), int(resp.count), bool(resp.more), _kv)
 
     async def count(self, prefix: str) -> int:
         kv = self._client.kv
@@ -334,6 +336,13 @@ class Store:
             )
             for m in resp.members
         ]
+
+    async def grant(self, ttl: int) -> int:
+        """A lease that is not kept alive: keys put with it vanish after *ttl* seconds."""
+        api = self._client.lease
+        assert api is not None
+        resp = await self.call(lambda: api.grant(ttl, timeout=self.timeout), "lease")
+        return int(resp.ID)
 
     # -- coordination (see the modules for the semantics) ------------------------------
     def lease(self, ttl: int) -> Lease:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(NamedTuple):
+    """One key as read (a named tuple: ranges build thousands of them)."""
+
     key: str
     value: bytes
     mod_revision: int
@@ -24,18 +26,41 @@ class KeyValue:
         return json.loads(self.value)
 
 
-@dataclass(frozen=True, slots=True)
 class RangeResult:
-    items: list[KeyValue]
-    revision: int
-    count: int
-    more: bool
+    """The keys a range read returned, sorted by key.
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    The key-values are built from the wire response on first use, so a caller that only
+    wants the count or the revision does not pay for ten thousand objects.
+    """
+
+    __slots__ = ("_convert", "_items", "_raw", "count", "more", "revision")
+
+    def __init__(
+        self, raw: Sequence[Any], revision: int, count: int, more: bool, convert: Callable[[Any], KeyValue]
+    ) -> None:
+        self._raw = raw
+        self._convert = convert
+        self._items: list[KeyValue] | None = None
+        self.revision = revision
+        self.count = count
+        self.more = more
+
+    @classmethod
+    def of(cls, items: list[KeyValue], revision: int = 0) -> RangeResult:
+        return cls(items, revision, len(items), False, lambda kv: kv)
+
+    @property
+    def items(self) -> list[KeyValue]:
+        if self._items is None:
+            convert = self._convert
+            self._items = [convert(item) for item in self._raw]
+        return self._items
+
+    def __iter__(self) -> Iterator[KeyValue]:
         return iter(self.items)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._raw)
 
 
 @dataclass(frozen=True, slots=True)
