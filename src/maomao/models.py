@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
+import msgspec
 
-class Record:
-    """Mixin: JSON (de)serialisation of a frozen dataclass; unknown fields are ignored."""
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of the records that cross layers and etcd: frozen, typed, JSON in and out.
+
+    msgspec checks the types of what it decodes (advertisements come from other operators)
+    and decodes several times faster than json + dataclasses, which listings feel.
+    Unknown fields are ignored, so newer writers do not break older readers.
+    """
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return msgspec.json.encode(self).decode()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in names})
+        try:
+            return msgspec.convert(data, cls)
+        except msgspec.MsgspecError as exc:
+            raise ValueError(f"invalid {cls.__name__}: {exc}") from None
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Self:
-        return cls.from_dict(json.loads(raw))
+        try:
+            return msgspec.json.decode(raw, type=cls)
+        except msgspec.MsgspecError as exc:
+            raise ValueError(f"invalid {cls.__name__}: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Profile(Record):
+class Profile(Record, frozen=True, kw_only=True):
     """``{ns}/ops/{op}/profile``: what an operator tells the federation about itself."""
 
     operator: str
@@ -38,8 +47,7 @@ class Profile(Record):
     joined_at: str = ""
 
 
-@dataclass(frozen=True)
-class Presence(Record):
+class Presence(Record, frozen=True, kw_only=True):
     """``{ns}/ops/{op}/presence``: bound to the node's lease while it runs."""
 
     operator: str
@@ -51,8 +59,7 @@ class Presence(Record):
     embedded_etcd: str = ""
 
 
-@dataclass(frozen=True)
-class MemberInfo(Record):
+class MemberInfo(Record, frozen=True, kw_only=True):
     """One operator of the federation as `mao members` shows it."""
 
     operator: str
@@ -65,8 +72,7 @@ class MemberInfo(Record):
     contact: str = ""
 
 
-@dataclass(frozen=True)
-class NodeStatus(Record):
+class NodeStatus(Record, frozen=True, kw_only=True):
     """What `mao status` reports."""
 
     operator: str
@@ -82,14 +88,13 @@ class NodeStatus(Record):
     revision: int = 0
     db_size: int = 0
     leader: str = ""
-    cluster_members: list[dict[str, Any]] = field(default_factory=list)
-    health: dict[str, bool] = field(default_factory=dict)
+    cluster_members: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    health: dict[str, bool] = msgspec.field(default_factory=dict)
     api_url: str = ""
     error: str = ""
 
 
-@dataclass(frozen=True)
-class FileEntry(Record):
+class FileEntry(Record, frozen=True, kw_only=True):
     """One file of a snapshot: its path in the tree, size, and CSV data rows (0 if not CSV)."""
 
     path: str
@@ -97,8 +102,7 @@ class FileEntry(Record):
     rows: int = 0
 
 
-@dataclass(frozen=True)
-class Advertisement(Record):
+class Advertisement(Record, frozen=True, kw_only=True):
     """``{ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}``: where and what a snapshot is.
 
     Written by its operator only after the push landed; never holds credentials.
@@ -112,7 +116,7 @@ class Advertisement(Record):
     branch: str
     commit: str
     digest: str
-    files: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = msgspec.field(default_factory=list)
     metric: float | None = None
     tool: str = ""
     run_id: str = ""
@@ -124,8 +128,7 @@ class Advertisement(Record):
         return sum(int(f.get("rows", 0)) for f in self.files)
 
 
-@dataclass(frozen=True)
-class IndexEntry(Record):
+class IndexEntry(Record, frozen=True, kw_only=True):
     """``{ns}/index/snapshots/{hub}/{date}/{op}/{dataset}``: pointer to an advertisement.
 
     Besides the key it points to (``ref``), it carries a summary so that a listing is one

