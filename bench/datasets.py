@@ -102,10 +102,10 @@ async def listing(url: str, quick: bool) -> list[tuple[str, float, float]]:
         first = [(3, 4)]
         rest = [(h, d) for h in range(10) for d in range(10) if (h, d) != (3, 4)]
         total = 0
+        prefix = keys.index_snapshots("hub3", "2026-11-05")
+        end = prefix_range_end(prefix)
         for cells in (first, rest):  # 1 x operators, then 100 x operators advertisements
             total += await load_ads(store, keys, operators, cells)
-            prefix = keys.index_snapshots("hub3", "2026-11-05")
-            end = prefix_range_end(prefix)
 
             async def ours() -> int:
                 return len(await advertising.entries(store, keys, hub="hub3", date="2026-11-05"))

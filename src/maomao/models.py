@@ -161,3 +161,24 @@ class IndexEntry(Record, frozen=True, kw_only=True):
             rows=ad.rows,
             metric=ad.metric,
         )
+
+
+class PublishResult(Record, frozen=True, kw_only=True):
+    """What `mao dataset publish` did: ``state`` is ``advertised`` or ``queued`` (etcd was
+    unreachable after the push; the advertisement waits in the outbox)."""
+
+    state: str
+    advertisement: Advertisement
+    key: str
+    committed: bool
+    pushed: bool
+    outbox_file: str = ""
+    revision: int = 0
+
+
+class RetrieveResult(Record, frozen=True, kw_only=True):
+    """What `mao dataset retrieve` did: ``state`` is ``retrieved`` or ``present``."""
+
+    state: str
+    path: str
+    advertisement: Advertisement
