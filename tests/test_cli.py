@@ -201,6 +201,13 @@ class TestEmbeddedNode:
             wait_until(bob_offline, 10, "bob's presence to expire")
             assert time.monotonic() - killed_at < 2 + 3  # TTL plus polling slack
 
+            carol = Mao(tmp_path / "carol")
+            assert carol("init", "--operator", "carol", "--etcd", url, "--presence-ttl", "30").code == 0
+            assert carol("up", "--detach").code == 0
+            assert carol("down").code == 0
+            ms = {m["operator"]: m for m in alice("--json", "members").json()["members"]}
+            assert ms["carol"]["online"] is False  # a clean stop revokes at once, no TTL wait
+
             down = alice("--json", "down")
             assert down.code == 0 and down.json()["was_running"]
             wait_until(lambda: not healthy(url), 5, "alice's etcd to stop")

@@ -43,7 +43,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("etcd.peer_port", "MAO_ETCD_PEER_PORT", 2380, "embedded etcd peer port"),
     Setting("etcd.user", "MAO_ETCD_USER", None, "etcd user (password in HOME/etcd.password, mode 0600)"),
     Setting("etcd.timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds"),
-    Setting("git.remote", "MAO_GIT_REMOTE", None, "default git remote for published datasets"),
+    Setting("git.remote", "MAO_GIT_REMOTE", None, "default git remote of datasets ({hub}, {dataset} expand)"),
+    Setting("git.ssh_key", "MAO_GIT_SSH_KEY", None, "private ssh key git uses to push (stays local)"),
     Setting("node.presence_ttl", "MAO_PRESENCE_TTL", 10, "lease TTL of the presence key", "seconds"),
     Setting("api.port", "MAO_API_PORT", 8765, "port of the node's HTTP API on 127.0.0.1"),
     Setting("import_dir", "MAO_IMPORT_DIR", None, "where retrieved snapshots go (default HOME/imports)"),
@@ -69,6 +70,7 @@ class Config:
     etcd_timeout: float = 5.0
     etcd_user: str | None = None
     git_remote: str | None = None
+    git_ssh_key: str | None = None
     presence_ttl: int = 10
     api_port: int = 8765
     import_dir_setting: str | None = field(default=None, repr=False)
@@ -128,8 +130,9 @@ class Config:
             "node": {"presence_ttl": self.presence_ttl},
             "api": {"port": self.api_port},
         }
-        if self.git_remote:
-            doc["git"] = {"remote": self.git_remote}
+        git = {k: v for k, v in (("remote", self.git_remote), ("ssh_key", self.git_ssh_key)) if v}
+        if git:
+            doc["git"] = git
         if self.import_dir_setting:
             doc["import_dir"] = self.import_dir_setting
         return doc
@@ -248,6 +251,7 @@ def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
         etcd_timeout=float(values["etcd.timeout"]),  # type: ignore[arg-type]
         etcd_user=values["etcd.user"] or None,  # type: ignore[arg-type]
         git_remote=values["git.remote"] or None,  # type: ignore[arg-type]
+        git_ssh_key=values["git.ssh_key"] or None,  # type: ignore[arg-type]
         presence_ttl=int(values["node.presence_ttl"]),  # type: ignore[call-overload]
         api_port=int(values["api.port"]),  # type: ignore[call-overload]
         import_dir_setting=values["import_dir"] or None,  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from maomao.cli.interactive import ask
 from maomao.cli.output import GLOBALS, emit, emit_line, note, table
 from maomao.config import Config, resolve_home
 from maomao.errors import UsageError
@@ -34,15 +35,6 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio
 
     return asyncio.run(coro)
-
-
-def ask(option: str, prompt: str) -> str:
-    """The value of a missing required option: prompted in a terminal, else a usage error."""
-    if not GLOBALS.interactive:
-        raise UsageError(f"missing option {option}")
-    from rich.prompt import Prompt
-
-    return Prompt.ask(prompt).strip()
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -287,3 +279,13 @@ def demo(keep: bool) -> None:
     from maomao.cli.demo import run_demo
 
     raise click.exceptions.Exit(run_demo(keep=keep))
+
+
+def _register() -> None:
+    from maomao.cli.datasets import dataset_group
+
+    app.add_command(dataset_group)
+
+
+_register()
+

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from maomao.services.node import free_port
 
@@ -36,6 +37,7 @@ class Demo:
         self.root = root
         self.homes = {"alice": root / "alice", "bob": root / "bob"}
         self.started: list[str] = []
+        self.daemon: Any = None
 
     def say(self, text: str) -> None:
         print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
@@ -88,6 +90,38 @@ class Demo:
         self.say("the subtree comes back as YAML exactly as it went in, lists included (etcd2yaml)")
         self.mao("bob", "etcd", "dump", "ops/alice/notes")
 
+        self.say("alice collects two CSVs about Docker Hub and publishes them: git push, then etcd")
+        from maomao.gitstore.server import init_bare, start_daemon
+
+        served = self.root / "git-server"
+        init_bare(served / "alice-dockerhub.git")
+        self.daemon = start_daemon(served, free_port(), allow_push=True)
+        data = self.root / "alice-work" / "images"
+        data.mkdir(parents=True)
+        (data / "repositories.csv").write_text(
+            "repository,stars,pulls\nlibrary/nginx,20000,1000000000\nlibrary/redis,12000,800000000\n"
+            "library/postgres,13000,700000000\n"
+        )
+        (data / "tags.csv").write_text(
+            "repository,tag,size_mb\nlibrary/nginx,1.27,67\nlibrary/redis,7.4,45\n"
+        )
+        self.mao("alice", "dataset", "publish", str(data), "--hub", "dockerhub",
+                 "--remote", self.daemon.url("alice-dockerhub.git"))  # fmt: skip
+
+        self.say("bob finds it: hubs -> dates -> snapshots, then retrieves exactly that commit, verified")
+        self.mao("bob", "dataset", "hubs")
+        proc = self.mao("bob", "--json", "dataset", "dates", "dockerhub")
+        import json
+
+        date = json.loads(proc.stdout)["dates"][0]
+        self.mao("bob", "dataset", "list", "--hub", "dockerhub", "--date", date)
+        self.mao("bob", "dataset", "retrieve", "dockerhub", date, "alice")
+        path = str(self.homes["bob"] / "imports" / "dockerhub" / date / "alice" / "images")
+        self.mao("bob", "dataset", "verify", path)
+        print(f"    $ head {Path(path) / 'repositories.csv'}")
+        for line in (Path(path) / "repositories.csv").read_text().splitlines():
+            print(f"      {line}")
+
         self.say("bob's node stops; his presence leaves with its lease")
         self.mao("bob", "down")
         self.started.remove("bob")
@@ -102,6 +136,8 @@ class Demo:
             time.sleep(0.1)
 
     def cleanup(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
         for who in reversed(self.started):
             with contextlib.suppress(Exception):
                 self.mao(who, "down", check=False)

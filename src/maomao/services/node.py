@@ -154,7 +154,10 @@ class Node:
                 log.info("node of %s ready", self.config.operator)
                 if on_ready is not None:
                     on_ready()
-                await self._hold_presence(store, stop)
+                try:
+                    await self._hold_presence(store, stop)
+                finally:
+                    await self._leave()  # while the store is still open
         finally:
             await self._shutdown()
 
@@ -231,10 +234,14 @@ class Node:
         self.lease = lease
         return lease
 
-    async def _shutdown(self) -> None:
-        if self.lease is not None:
+    async def _leave(self) -> None:
+        """Revoke the presence lease: the operator shows offline at once, not after the TTL."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.lease.revoke(), timeout=3)
+                await asyncio.wait_for(lease.revoke(), timeout=3)
+
+    async def _shutdown(self) -> None:
         if self.etcd_process is not None:
             await asyncio.to_thread(stop_process, self.etcd_process.pid)
             with contextlib.suppress(OSError):

@@ -1,0 +1,135 @@
+"""`mao dataset …`: publish (sync mode), find, retrieve and verify (retrieve mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from maomao.cli.app import CONTEXT, arun, load_config
+from maomao.cli.interactive import pick
+from maomao.cli.output import GLOBALS, emit, note, table
+
+
+@click.group("dataset", context_settings=CONTEXT)
+def dataset_group() -> None:
+    """Share data snapshots through git, advertised in etcd."""
+
+
+@dataset_group.command("publish")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--hub", required=True, help="What the data is about (dockerhub, artifacthub, …).")
+@click.option("--dataset", help="Dataset name (default: the directory's name).")
+@click.option("--date", help="Snapshot date YYYY-MM-DD (default: today, UTC).")
+@click.option("--remote", metavar="URL", help="git remote (default: the tree's origin, or git.remote).")
+def publish(directory: Path, hub: str, dataset: str | None, date: str | None, remote: str | None) -> None:
+    """Commit DIRECTORY, push it, then advertise the snapshot in etcd."""
+    from maomao.cli.progress import git_progress
+    from maomao.services import datasets
+
+    config = load_config()
+    with git_progress("push") as progress:
+        result = arun(
+            datasets.publish(
+                config, directory, hub=hub, dataset=dataset, date=date, remote=remote, progress=progress
+            )
+        )
+    ad = result.advertisement
+    human = (
+        f"published {ad.hub}/{ad.date}/{ad.dataset}: commit {ad.commit[:12]} pushed to {ad.url}"
+        f"{' (tag ' + ad.tag + ')' if ad.tag else ''}\n"
+        f"  {len(ad.files)} files, {ad.rows} CSV rows, digest {ad.digest[:19]}…\n"
+    )
+    if result.state == "queued":
+        human += (
+            f"  etcd unreachable: advertisement queued in {result.outbox_file}; written when etcd is back"
+        )
+    else:
+        human += f"  advertised at {result.key}"
+    emit(result.to_dict(), human)
+
+
+@dataset_group.command("hubs")
+def hubs() -> None:
+    """Hubs that have snapshots."""
+    from maomao.services import datasets
+
+    found = arun(datasets.hubs(load_config()))
+    emit({"hubs": found}, "\n".join(found) if found else "(none)")
+
+
+@dataset_group.command("dates")
+@click.argument("hub")
+def dates(hub: str) -> None:
+    """Dates with snapshots of HUB, newest first."""
+    from maomao.services import datasets
+
+    found = arun(datasets.dates(load_config(), hub))
+    emit({"hub": hub, "dates": found}, "\n".join(found) if found else "(none)")
+
+
+@dataset_group.command("list")
+@click.option("--hub", help="Only this hub.")
+@click.option("--date", help="Only this date (needs --hub).")
+@click.option("--operator", help="Only this operator.")
+def list_(hub: str | None, date: str | None, operator: str | None) -> None:
+    """Advertised snapshots, narrowed by hub, date and operator."""
+    from maomao.services import datasets
+
+    found = arun(datasets.listing(load_config(), hub=hub, date=date, operator=operator))
+    rows = [e.to_dict() for e in found]
+    shown = [{**r, "commit": r["commit"][:12]} for r in rows]
+    emit({"snapshots": rows}, table(shown, ["hub", "date", "operator", "dataset", "commit", "files", "rows"]))
+
+
+@dataset_group.command("retrieve")
+@click.argument("hub", required=False)
+@click.argument("date", required=False)
+@click.argument("operator", required=False)
+@click.option("--dataset", help="Dataset name, when the operator has several that day.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), help="Put it here instead.")
+def retrieve(
+    hub: str | None, date: str | None, operator: str | None, dataset: str | None, dest: Path | None
+) -> None:
+    """Fetch exactly the advertised commit of a snapshot and verify it.
+
+    Missing arguments open pickers in a terminal: hub, then dates (newest first), then
+    operators with data that date, then the dataset if there are several.
+    """
+    from maomao.cli.progress import git_progress
+    from maomao.services import datasets
+
+    config = load_config()
+    if hub is None:
+        hub = pick("hub", arun(datasets.hubs(config)), option="HUB")
+    if date is None:
+        date = pick("date", arun(datasets.dates(config, hub)), option="DATE")
+    if operator is None or dataset is None:
+        entries = arun(datasets.listing(config, hub=hub, date=date))
+        if operator is None:
+            operators = sorted({e.operator for e in entries})
+            operator = pick("operator", operators, option="OPERATOR")
+        names = sorted({e.dataset for e in entries if e.operator == operator})
+        if dataset is None and len(names) > 1 and GLOBALS.interactive:
+            dataset = pick("dataset", names, option="--dataset")
+    with git_progress("fetch") as progress:
+        result = arun(datasets.retrieve(config, hub, date, operator, dataset, dest=dest, progress=progress))
+    ad = result.advertisement
+    verb = "already present and verified" if result.state == "present" else "retrieved and verified"
+    emit(
+        result.to_dict(),
+        f"{verb}: {result.path}\n  commit {ad.commit[:12]}, {len(ad.files)} files, {ad.digest[:19]}…",
+    )
+
+
+@dataset_group.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def verify(directory: Path) -> None:
+    """Recompute the digest of DIRECTORY and compare it with its advertisement."""
+    from maomao.services import datasets
+
+    result: dict[str, Any] = arun(datasets.verify(load_config(), directory))
+    if result["source"] != "etcd":
+        note(f"note: checked against the {result['source']}")
+    emit(result, f"ok: {result['path']} is commit {result['commit'][:12]}, digest {result['digest'][:19]}…")

@@ -1,0 +1,90 @@
+"""The git layer: the only code in maomao that runs git (the git CLI, argv lists only).
+
+What a publish and a retrieve need, and nothing else:
+
+- working tree: :func:`ensure_repo`, :func:`set_remote`, :func:`commit_all`,
+  :func:`committed_paths`, :func:`head`;
+- publish: :func:`push` (fetch + rebase when the remote moved, never force; optionally
+  with a snapshot tag, see :mod:`maomao.gitstore.tags` for the ``mao/{hub}/{date}/{dataset}``
+  scheme), :func:`remote_refs`;
+- retrieve: :func:`fetch_commit` (exactly one commit, shallow where the server allows,
+  into a new directory, all or nothing);
+- snapshot: :func:`compute_snapshot` (digest and file list, canonical definition in
+  :mod:`maomao.gitstore.snapshot`);
+- credentials: :func:`check_remote_url` (no secret in a URL), :class:`SshKey` (one local
+  key for git's ssh);
+- progress: a :data:`ProgressCallback` ``(phase, done, total)`` turns on ``--progress``.
+
+Errors are :class:`GitError` and its subclasses (``maomao.gitstore.errors``), each with a
+one-line message and an exit code. Every git process runs with ``GIT_TERMINAL_PROMPT=0``
+and no stdin, so nothing ever waits for a password.
+"""
+
+from __future__ import annotations
+
+from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
+from maomao.gitstore.errors import (
+    CommitNotFound,
+    GitError,
+    GitNotFound,
+    GitUnreachable,
+    NotARepository,
+    PushRejected,
+)
+from maomao.gitstore.fetch import FetchResult, fetch_commit
+from maomao.gitstore.progress import ProgressCallback, parse_progress_line
+from maomao.gitstore.push import PushResult, push
+from maomao.gitstore.snapshot import FileEntry, Snapshot, compute_snapshot, count_csv_rows
+from maomao.gitstore.tags import RemoteRef, TagRequest, remote_refs, snapshot_tag
+from maomao.gitstore.worktree import (
+    DEFAULT_BRANCH,
+    DEFAULT_REMOTE,
+    CommitResult,
+    RepoInfo,
+    commit_all,
+    committed_paths,
+    current_branch,
+    ensure_repo,
+    head,
+    is_repo,
+    remote_url,
+    set_remote,
+)
+
+__all__ = [
+    "DEFAULT_BRANCH",
+    "DEFAULT_REMOTE",
+    "CommitNotFound",
+    "CommitResult",
+    "FetchResult",
+    "FileEntry",
+    "GitError",
+    "GitNotFound",
+    "GitUnreachable",
+    "NotARepository",
+    "ProgressCallback",
+    "PushRejected",
+    "PushResult",
+    "RemoteRef",
+    "RepoInfo",
+    "Snapshot",
+    "SshKey",
+    "TagRequest",
+    "check_remote_url",
+    "commit_all",
+    "committed_paths",
+    "compute_snapshot",
+    "count_csv_rows",
+    "current_branch",
+    "ensure_repo",
+    "fetch_commit",
+    "head",
+    "is_repo",
+    "parse_progress_line",
+    "push",
+    "redact_url",
+    "remote_refs",
+    "remote_url",
+    "set_remote",
+    "snapshot_tag",
+]

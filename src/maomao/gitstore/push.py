@@ -1,0 +1,308 @@
+"""Push a working tree's commit (and its snapshot tag) without ever force-pushing.
+
+The remote moved on since our last fetch (another clone pushed first): fetch its branch,
+rebase our commits onto it, push again, a bounded number of times. Any other refusal is a
+:class:`PushRejected` (``git push rejected: <git's reason>``, exit 3) and the local
+commit stays where it is. The commit that actually landed on the remote (after a rebase
+it differs from the one we made) is what :class:`PushResult` reports, and the snapshot
+tag, when asked for, points at exactly that commit: the branch and the tag are pushed in
+one atomic push, so neither lands without the other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from maomao.errors import InvalidValue
+from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
+from maomao.gitstore.errors import GitError, GitUnreachable, PushRejected
+from maomao.gitstore.progress import ProgressCallback
+from maomao.gitstore.runner import GitResult, progress_flag, run_git
+from maomao.gitstore.tags import TagRequest, create_tag, delete_tag, local_tags, remote_refs, tag_candidates
+from maomao.gitstore.worktree import (
+    DEFAULT_BRANCH,
+    DEFAULT_REMOTE,
+    head,
+    remote_url,
+    require_repo,
+    validate_branch,
+)
+
+#: Push statuses that mean "the remote branch moved on": fetch, rebase, retry.
+_MOVED = frozenset({"fetch first", "non-fast-forward"})
+_REMOTE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$")
+_SUMMARY_RE = re.compile(r"^\[(?P<kind>[^\]]+)\](?:\s+\((?P<why>.*)\))?$")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What landed on the remote."""
+
+    commit: str  # the commit the remote branch now points at (ours, maybe rebased)
+    branch: str
+    remote: str  # as given: a remote name or a URL
+    url: str  # the remote's URL (any secret in it redacted)
+    rebased: bool  # True when the remote had moved and we rebased onto it
+    attempts: int  # pushes tried, 1 when nothing was in the way
+    tag: str | None = None  # the snapshot tag on the remote, pointing at ``commit``
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _RefStatus:
+    """One line of ``git push --porcelain``: ``flag<TAB>src:dst<TAB>summary``."""
+
+    flag: str
+    dst: str
+    summary: str
+
+    @property
+    def ok(self) -> bool:
+        return self.flag != "!"
+
+    @property
+    def why(self) -> str:
+        match = _SUMMARY_RE.match(self.summary)
+        if match is None:
+            return self.summary
+        return match["why"] or match["kind"]
+
+
+def _porcelain(stdout: str) -> dict[str, _RefStatus]:
+    statuses: dict[str, _RefStatus] = {}
+    for line in stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and len(parts[0]) == 1:
+            dst = parts[1].rpartition(":")[2]
+            statuses[dst] = _RefStatus(parts[0], dst, parts[2].strip())
+    return statuses
+
+
+def _remote_message(result: GitResult) -> str:
+    """The last ``remote:`` line (a hook's own explanation), if any."""
+    lines = [
+        line[len("remote:") :].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("remote:") and line[len("remote:") :].strip()
+    ]
+    return lines[-1] if lines else ""
+
+
+def _refusal(status: _RefStatus, result: GitResult) -> str:
+    said = _remote_message(result)
+    return f"{status.why}: {said}" if said else status.why
+
+
+def _resolve_url(path: Path, remote: str) -> str:
+    if _REMOTE_NAME_RE.match(remote):
+        configured = remote_url(path, remote)
+        if configured is not None:
+            return configured
+    return check_remote_url(remote)
+
+
+def _fail(result: GitResult, url: str, branch: str, commit: str) -> GitError:
+    if result.unreachable:
+        return GitUnreachable(url, result.reason, command="git push")
+    return PushRejected(url, branch, result.reason, commit)
+
+
+def push(
+    path: Path,
+    remote: str = DEFAULT_REMOTE,
+    branch: str = DEFAULT_BRANCH,
+    *,
+    tag: TagRequest | None = None,
+    ssh: SshKey | None = None,
+    progress: ProgressCallback | None = None,
+    attempts: int = 5,
+    timeout: float | None = None,
+) -> PushResult:
+    """Push HEAD of *path* to ``refs/heads/BRANCH`` of *remote* (a remote name or a URL).
+
+    Never forces. When the remote branch moved on, fetch it, rebase HEAD onto it and push
+    again, at most *attempts* pushes in all. With *tag*, also create an annotated tag at
+    the commit that lands (``tag.base``, or ``tag.base.N`` when that name is taken by
+    another commit, locally or on the remote) and push it atomically with the branch; an
+    existing tag of the same family on that very commit is reused.
+
+    :raises PushRejected: the remote refused for another reason (read-only URL, unknown
+        ssh key, protected branch, hook), our commits do not rebase onto the remote's, or
+        the remote kept moving; the local commit is kept.
+    :raises GitUnreachable: the remote cannot be reached.
+    :raises NotARepository: *path* is not a working tree.
+    """
+    require_repo(path)
+    validate_branch(branch)
+    if attempts < 1:
+        raise InvalidValue("attempts must be at least 1")
+    url = redact_url(_resolve_url(path, remote))
+    if head(path) is None:
+        raise GitError(f"nothing to push in {path}: no commit yet", command="git push")
+    made: set[str] = set()  # local tags this call created and that have not landed
+    try:
+        return _push(path, remote, branch, url, tag, ssh, progress, attempts, timeout, made)
+    except BaseException:
+        for name in list(made):
+            _drop(path, name, made)
+        raise
+
+
+def _push(
+    path: Path,
+    remote: str,
+    branch: str,
+    url: str,
+    tag: TagRequest | None,
+    ssh: SshKey | None,
+    progress: ProgressCallback | None,
+    attempts: int,
+    timeout: float | None,
+    made: set[str],
+) -> PushResult:
+    atomic = True
+    rebased = False
+    landed: str | None = None
+    remote_tags: dict[str, str] | None = None
+    sha = ""
+    for attempt in range(1, attempts + 1):
+        sha = head(path) or ""
+        tag_name: str | None = None
+        tag_on_remote = True
+        if tag is not None:
+            tag_name, tag_on_remote = _pick_tag(path, tag, sha, remote_tags, made)
+        push_branch = landed != sha
+        push_tag = tag_name is not None and not tag_on_remote and (atomic or not push_branch)
+        if not push_branch and not push_tag:
+            return PushResult(sha, branch, remote, url, rebased, attempt - 1, tag_name)
+        refspecs = [f"HEAD:refs/heads/{branch}"] if push_branch else []
+        if push_tag:
+            refspecs.append(f"refs/tags/{tag_name}:refs/tags/{tag_name}")
+        use_atomic = atomic and len(refspecs) > 1
+        options = ["--porcelain", *(["--atomic"] if use_atomic else []), *progress_flag(progress)]
+        result = run_git(
+            ["push", *options, "--", remote, *refspecs],
+            cwd=path,
+            ssh=ssh,
+            progress=progress,
+            timeout=timeout,
+            check=False,
+        )
+        statuses = _porcelain(result.stdout)
+        branch_status = statuses.get(f"refs/heads/{branch}")
+        tag_status = statuses.get(f"refs/tags/{tag_name}") if push_tag else None
+        if result.ok:
+            if push_branch:
+                landed = sha
+            if tag_name is None or tag_on_remote or push_tag:
+                return PushResult(sha, branch, remote, url, rebased, attempt, tag_name)
+            continue  # no atomic push here: the branch landed, the tag goes next
+        if not statuses:
+            if use_atomic and "does not support --atomic" in result.stderr:
+                atomic = False
+                continue
+            raise _fail(result, url, branch, sha)
+        if tag_status is not None and tag_status.why == "already exists":
+            # Someone tagged another commit with this name: learn the remote's tags, pick again.
+            assert tag is not None
+            remote_tags = _remote_tags(path, remote, tag, ssh, timeout, url)
+            _drop(path, tag_name, made)
+            continue
+        if branch_status is not None and not branch_status.ok and branch_status.why in _MOVED:
+            _rebase_onto_remote(path, remote, branch, url, sha, ssh, progress, timeout)
+            rebased = True
+            _drop(path, tag_name, made)  # it points at the commit we no longer push
+            continue
+        refused = next(
+            (s for s in (branch_status, tag_status) if s and not s.ok and s.why != "atomic push failed"), None
+        )
+        if refused is None:
+            raise _fail(result, url, branch, sha)
+        raise PushRejected(url, branch, _refusal(refused, result), sha)
+    raise PushRejected(url, branch, f"the remote kept moving: gave up after {attempts} attempts", sha)
+
+
+def _drop(path: Path, tag_name: str | None, made: set[str]) -> None:
+    if tag_name is not None and tag_name in made:
+        delete_tag(path, tag_name)
+        made.discard(tag_name)
+
+
+def _pick_tag(
+    path: Path, tag: TagRequest, sha: str, remote_tags: dict[str, str] | None, made: set[str]
+) -> tuple[str, bool]:
+    """The tag name for *sha* and whether the remote already has it there.
+
+    Reuses a tag of the family that already names *sha* (on the remote, else locally and
+    free on the remote); otherwise creates the first free name locally.
+    """
+    candidates = tag_candidates(tag.base)
+    if remote_tags is not None:
+        for name in candidates:
+            if remote_tags.get(name) == sha:
+                return name, True
+    local = local_tags(path, tag.base)
+    taken = set(local) | set(remote_tags or {})
+    for name in candidates:
+        if local.get(name) == sha and name not in (remote_tags or {}):
+            return name, False
+    for name in candidates:
+        if name not in taken:
+            create_tag(path, name, sha, tag.message)
+            made.add(name)
+            return name, False
+    raise InvalidValue(f"too many snapshots tagged {tag.base}.N")
+
+
+def _remote_tags(
+    path: Path, remote: str, tag: TagRequest, ssh: SshKey | None, timeout: float | None, url: str
+) -> dict[str, str]:
+    try:
+        refs = remote_refs(
+            remote,
+            [f"refs/tags/{tag.base}", f"refs/tags/{tag.base}.*"],
+            cwd=path,
+            ssh=ssh,
+            timeout=timeout,
+        )
+    except GitUnreachable as exc:
+        raise GitUnreachable(url, exc.detail, command="git ls-remote") from None
+    return {ref.name.removeprefix("refs/tags/"): ref.commit for ref in refs}
+
+
+def _rebase_onto_remote(
+    path: Path,
+    remote: str,
+    branch: str,
+    url: str,
+    sha: str,
+    ssh: SshKey | None,
+    progress: ProgressCallback | None,
+    timeout: float | None,
+) -> None:
+    """Fetch the remote branch and rebase HEAD onto it; abort (keeping ours) on conflict."""
+    fetched = run_git(
+        ["fetch", "--no-tags", *progress_flag(progress), "--", remote, f"refs/heads/{branch}"],
+        cwd=path,
+        ssh=ssh,
+        progress=progress,
+        timeout=timeout,
+        check=False,
+    )
+    if not fetched.ok:
+        raise GitUnreachable(url, fetched.reason, command="git fetch")
+    rebase = run_git(["rebase", "--no-autostash", "FETCH_HEAD"], cwd=path, check=False)
+    if rebase.ok:
+        return
+    output = rebase.stdout + "\n" + rebase.stderr
+    conflict = next((line.strip() for line in output.splitlines() if line.startswith("CONFLICT")), "")
+    run_git(["rebase", "--abort"], cwd=path, check=False)
+    detail = conflict or rebase.reason
+    raise PushRejected(
+        url, branch, f"the remote branch moved and our commit does not rebase onto it ({detail})", sha
+    )

@@ -1,0 +1,188 @@
+"""A dataset's working tree: make it a repository, point it at its remote, commit it.
+
+Every function takes the directory that must be the *top* of a working tree (it has its
+own ``.git``); a directory that merely lies inside another repository is never mistaken
+for one (:class:`NotARepository`), so maomao cannot commit into a parent checkout.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from maomao.errors import InvalidValue
+from maomao.gitstore.credentials import check_remote_url
+from maomao.gitstore.errors import GitError, NotARepository
+from maomao.gitstore.runner import run_git
+
+DEFAULT_BRANCH = "main"
+DEFAULT_REMOTE = "origin"
+#: Author name used when neither the repository nor the user's git config has one.
+FALLBACK_USER = "maomao"
+FALLBACK_EMAIL_DOMAIN = "users.maomao.invalid"
+
+_REMOTE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$")
+_BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])(?<!\.lock)$")
+_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    """The state of a working tree after :func:`ensure_repo`."""
+
+    path: Path
+    branch: str | None  # the checked-out branch; None when HEAD is detached
+    head: str | None  # None before the first commit
+    created: bool  # True when ensure_repo ran ``git init``
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What :func:`commit_all` did: ``commit`` is HEAD afterwards."""
+
+    commit: str
+    created: bool  # False when nothing had changed (``commit`` is the existing HEAD)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_branch(branch: str) -> str:
+    """A branch name git accepts and that cannot be mistaken for an option."""
+    if not _BRANCH_RE.match(branch):
+        raise InvalidValue(f"invalid git branch name {branch!r}")
+    return branch
+
+
+def validate_remote_name(name: str) -> str:
+    if not _REMOTE_NAME_RE.match(name):
+        raise InvalidValue(f"invalid git remote name {name!r}")
+    return name
+
+
+def validate_commit(sha: str) -> str:
+    """A full commit id (40 hex digits, or 64 for SHA-256 repositories), lower case."""
+    if not isinstance(sha, str) or not _SHA_RE.match(sha):
+        raise InvalidValue(f"invalid commit id {sha!r}: a full 40-hex-digit sha is required")
+    return sha
+
+
+def is_repo(path: Path) -> bool:
+    """True when *path* is the top of a git working tree (has its own ``.git``)."""
+    return (path / ".git").exists()
+
+
+def require_repo(path: Path) -> Path:
+    """:raises NotARepository: *path* has no ``.git`` of its own."""
+    if not is_repo(path):
+        raise NotARepository(str(path))
+    return path
+
+
+def ensure_repo(
+    path: Path,
+    *,
+    branch: str = DEFAULT_BRANCH,
+    user_name: str | None = None,
+    user_email: str | None = None,
+) -> RepoInfo:
+    """Make *path* a git working tree (``git init -b BRANCH`` if it is not one yet).
+
+    An existing repository is left on its branch. When no ``user.name``/``user.email`` is
+    configured anywhere (a bare CI machine), set them in the repository's own config:
+    *user_name* (say, the operator's name; default ``maomao``) and *user_email* (default
+    ``{name}@users.maomao.invalid``), so that commits, rebases and tags work.
+    """
+    validate_branch(branch)
+    if path.exists() and not path.is_dir():
+        raise InvalidValue(f"{path} is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    created = False
+    if not is_repo(path):
+        run_git(["init", "-q", "-b", branch], cwd=path)
+        created = True
+    configured = run_git(["config", "--get-regexp", r"^user\.(name|email)$"], cwd=path, check=False)
+    keys = {line.split(" ", 1)[0] for line in configured.stdout.splitlines()}
+    name = user_name or FALLBACK_USER
+    if "user.name" not in keys:
+        run_git(["config", "user.name", name], cwd=path)
+    if "user.email" not in keys:
+        run_git(["config", "user.email", user_email or f"{name}@{FALLBACK_EMAIL_DOMAIN}"], cwd=path)
+    return RepoInfo(path, current_branch(path), head(path), created)
+
+
+def head(path: Path) -> str | None:
+    """The commit HEAD points at, or None before the first commit."""
+    require_repo(path)
+    result = run_git(["rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=path, check=False)
+    return result.stdout.strip() if result.ok else None
+
+
+def current_branch(path: Path) -> str | None:
+    """The checked-out branch (also before the first commit); None when detached."""
+    result = run_git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=require_repo(path), check=False)
+    return result.stdout.strip() if result.ok else None
+
+
+def remote_url(path: Path, name: str = DEFAULT_REMOTE) -> str | None:
+    """The URL of remote *name*, or None when it is not configured."""
+    result = run_git(["remote", "get-url", validate_remote_name(name)], cwd=require_repo(path), check=False)
+    return result.stdout.strip() if result.ok else None
+
+
+def set_remote(path: Path, url: str, name: str = DEFAULT_REMOTE) -> bool:
+    """Point remote *name* (``origin``) at *url*; True when something changed.
+
+    :raises InvalidValue: the URL carries a password or token (see ``check_remote_url``).
+    """
+    url = check_remote_url(url)
+    current = remote_url(path, name)
+    if current == url:
+        return False
+    if current is None:
+        run_git(["remote", "add", name, url], cwd=path)
+    else:
+        run_git(["remote", "set-url", name, url], cwd=path)
+    return True
+
+
+def commit_all(path: Path, message: str) -> CommitResult:
+    """Stage everything (``git add -A``: new, changed, deleted; ``.gitignore`` applies) and commit.
+
+    When nothing changed, no commit is made and the existing HEAD is returned with
+    ``created=False``. The first commit of an empty directory is an empty commit, so that
+    a snapshot always has a commit id.
+    """
+    require_repo(path)
+    if not message.strip():
+        raise InvalidValue("empty commit message")
+    run_git(["add", "-A"], cwd=path)
+    before = head(path)
+    if before is not None:
+        staged = run_git(["diff", "--cached", "--quiet"], cwd=path, check=False)
+        if staged.returncode == 0:
+            return CommitResult(before, False)
+        if staged.returncode != 1:
+            raise GitError(f"git diff failed: {staged.reason}", command="git diff", detail=staged.reason)
+    run_git(["commit", "-q", "--allow-empty", "-m", message], cwd=path)
+    after = head(path)
+    if after is None:  # pragma: no cover - git said it committed
+        raise GitError("git commit made no commit", command="git commit")
+    return CommitResult(after, True)
+
+
+def committed_paths(path: Path, commit: str = "HEAD") -> list[str]:
+    """Relative POSIX paths of the files in *commit* (what a retriever will check out).
+
+    Give these to :func:`maomao.gitstore.snapshot.compute_snapshot` on the publishing
+    side so that untracked or ignored files in the working tree do not enter the digest.
+    """
+    if commit.startswith("-"):
+        raise InvalidValue(f"invalid commit {commit!r}")
+    result = run_git(["ls-tree", "-r", "-z", "--name-only", commit, "--"], cwd=require_repo(path))
+    return [p for p in result.stdout.split("\0") if p]
