@@ -18,7 +18,7 @@ CSV_TAGS = "name,tag\nnginx,latest\nredis,7\n"
 
 
 @pytest.fixture
-def alice_bob(operator_home, git_config):  # type: ignore[no-untyped-def]  # noqa: F811
+def alice_bob(operator_home, git_config):  # type: ignore[no-untyped-def]
     return operator_home("alice"), operator_home("bob")
 
 
@@ -37,7 +37,7 @@ def publish(mao: Mao, directory: Path, *args: str) -> dict:  # type: ignore[type
 
 def test_publish_then_find_and_retrieve_verified(
     alice_bob, bare_repo, etcdctl, ns: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     alice, bob = alice_bob
     remote = bare_repo("alice-dockerhub.git")
     data = write_data(tmp_path / "work" / "images")
@@ -89,7 +89,7 @@ def test_publish_then_find_and_retrieve_verified(
     assert tampered.code == 1 and "digest mismatch" in tampered.err
 
 
-def test_remote_moved_on_publish_rebases_never_forces(alice_bob, bare_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_remote_moved_on_publish_rebases_never_forces(alice_bob, bare_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     alice, _ = alice_bob
     remote = bare_repo("moved.git")  # refuses non-fast-forward updates: a force push would fail
     data = write_data(tmp_path / "data")
@@ -112,7 +112,7 @@ def test_remote_moved_on_publish_rebases_never_forces(alice_bob, bare_repo, tmp_
 
 def test_push_refused_is_exit_3_keeps_commit_advertises_nothing(
     alice_bob, bare_repo, git_daemon, etcdctl, ns, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     alice, _ = alice_bob
     bare_repo("ro.git")
     data = write_data(tmp_path / "data")
@@ -135,7 +135,7 @@ def test_remote_with_password_is_refused(alice_bob, tmp_path: Path) -> None:  # 
 
 def test_etcd_unreachable_after_push_queues_then_flushes_once(
     alice_bob, bare_repo, etcdctl, ns, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     alice, _ = alice_bob
     remote = bare_repo("queued.git")
     data = write_data(tmp_path / "data")
@@ -167,7 +167,7 @@ def _mao_cmd() -> list[str]:
 
 def test_concurrent_publishes_in_one_home_serialize(
     alice_bob, bare_repo, etcdctl, ns, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     alice, _ = alice_bob
     remote = bare_repo("busy.git")
     data = write_data(tmp_path / "data")
@@ -192,7 +192,7 @@ def test_concurrent_publishes_in_one_home_serialize(
     assert ad["commit"] == index["commit"] == landed == git("rev-parse", "HEAD", cwd=data)
 
 
-def test_force_pushed_remote_fails_retrieve_and_leaves_nothing(alice_bob, bare_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_force_pushed_remote_fails_retrieve_and_leaves_nothing(alice_bob, bare_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     alice, bob = alice_bob
     remote = bare_repo("forced.git", protect=False)
     data = write_data(tmp_path / "data")
@@ -222,7 +222,7 @@ def test_retrieve_without_arguments_and_no_input_is_usage_error(alice_bob) -> No
 
 def test_anonymous_clone_of_tagged_version_and_ssh_publish(
     alice_bob, bare_repo, git_daemon, sshd, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:  # type: ignore[no-untyped-def]
     """Developers push with their key over ssh; deployments clone a tag read-only over git://."""
     alice, bob = alice_bob
     remote = bare_repo("shared.git")

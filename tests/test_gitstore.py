@@ -5,7 +5,6 @@ bare repository, how many commits a retrieved copy has, whether a tag is annotat
 """
 
 # The fixtures imported from gitservers are test parameters of the same name.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
