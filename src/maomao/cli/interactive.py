@@ -43,5 +43,5 @@ def pick(
 def ask(option: str, prompt: str, default: str | None = None) -> str:
     """The value of a missing option: prompted in a terminal, else a usage error."""
     if not GLOBALS.interactive:
-        raise UsageError(f"missing {option}")
+        raise UsageError(f"missing option {option}")
     return str(click.prompt(prompt, default=default, err=True)).strip()
