@@ -75,3 +75,9 @@ def run(argv: list[str]) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug of ours: still one line, with a way to see more
+        if os.environ.get("MAO_DEBUG"):
+            raise
+        return fail(
+            MaoError(f"internal error ({type(exc).__name__}: {exc}); MAO_DEBUG=1 shows the traceback")
+        )

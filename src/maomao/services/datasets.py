@@ -307,7 +307,7 @@ def _fetch_verified(
     try:
         staged = staging_root / "tree"
         gitstore.fetch_commit(ad.url, ad.commit, staged, ssh=ssh, progress=progress)
-        check = _check_tree(staged, ad)
+        check = _check_tree(staged, ad, fresh=True)
         if not check["ok"]:
             raise DigestMismatch(
                 f"{ad.operator}/{ad.hub}/{ad.date}/{ad.dataset}: digest mismatch: {check['problem']} "
@@ -319,20 +319,22 @@ def _fetch_verified(
         shutil.rmtree(staging_root, ignore_errors=True)
 
 
-def _check_tree(tree: Path, ad: Advertisement) -> dict[str, Any]:
-    """Commit and digest of a working tree against an advertisement."""
-    try:
-        commit = gitstore.head(tree)
-    except MaoError as exc:
-        return {"ok": False, "problem": str(exc), "commit": None, "digest": None}
-    if commit != ad.commit:
-        return {
-            "ok": False,
-            "problem": f"commit {commit} instead of {ad.commit}",
-            "commit": commit,
-            "digest": None,
-        }
-    snapshot = gitstore.compute_snapshot(tree, gitstore.committed_paths(tree, commit))
+def _check_tree(tree: Path, ad: Advertisement, *, fresh: bool = False) -> dict[str, Any]:
+    """Commit and digest of a working tree against an advertisement.
+
+    *fresh*: the tree was just checked out at ``ad.commit`` by ``fetch_commit`` (which
+    verified HEAD), so it holds exactly the committed files and git need not be asked.
+    """
+    if not fresh:
+        try:
+            commit = gitstore.head(tree)
+        except MaoError as exc:
+            return {"ok": False, "problem": str(exc), "commit": None, "digest": None}
+        if commit != ad.commit:
+            problem = f"commit {commit} instead of {ad.commit}"
+            return {"ok": False, "problem": problem, "commit": commit, "digest": None}
+    snapshot = gitstore.compute_snapshot(tree, None if fresh else gitstore.committed_paths(tree, ad.commit))
+    commit = ad.commit
     if snapshot.digest != ad.digest:
         return {
             "ok": False,
