@@ -55,19 +55,22 @@ class Lock:
         await self.release()
 
     async def acquire(self) -> None:
-        """Wait for the lock, at most ``timeout`` seconds.
+        """Wait for the lock, at most ``timeout`` seconds (``None``: as long as it takes).
 
-        :raises LockTimeout: when the deadline passes (the waiting key is removed).
+        :raises LockTimeout: when the deadline passes (the waiting key is removed at once).
+        :raises LeaseLost: when the waiter's lease is lost before its turn comes.
         """
+        if self.lease is not None:
+            raise RuntimeError(f"lock {self.prefix} already acquired or being acquired (not re-entrant)")
         lease = Lease(self._store, self.ttl)
-        await lease.start()
         self.lease = lease
-        key = f"{self.prefix}{lease.id:016x}"
         try:
             async with asyncio.timeout(self.timeout):
+                await lease.start()
+                key = f"{self.prefix}{lease.id:016x}"
                 await self._store.txn([Compare(key, "create", 0)], [Put(key, self.value, lease.id)])
                 self.key = key
-                await self._wait_turn(key)
+                await self._wait_turn(key, lease)
         except TimeoutError:
             await self._abandon()
             raise LockTimeout(self.prefix, self.timeout or 0) from None
@@ -78,21 +81,35 @@ class Lock:
             await self._abandon()
             raise LeaseLost(lease.id, f"lock {self.prefix}")
 
-    async def _wait_turn(self, key: str) -> None:
+    async def _wait_turn(self, key: str, lease: Lease) -> None:
+        """Return once *key* is the oldest under the prefix; raise if it disappears."""
         while True:
             waiters = await self._store.range(self.prefix)
             ordered = sorted(waiters.items, key=lambda kv: kv.create_revision)
             mine = next((i for i, kv in enumerate(ordered) if kv.key == key), None)
-            if mine is None:
-                assert self.lease is not None
-                raise LeaseLost(self.lease.id, f"lock {self.prefix}")
+            if mine is None or lease.lost.is_set():
+                raise LeaseLost(lease.id, f"lock {self.prefix}")
             if mine == 0:
                 return
-            predecessor = ordered[mine - 1].key
-            watch = self._store.watch(predecessor, prefix=False, start_revision=waiters.revision + 1)
-            async for batch in watch:
+            gone = asyncio.create_task(self._deleted(ordered[mine - 1].key, waiters.revision + 1))
+            lost = asyncio.create_task(lease.lost.wait())
+            try:
+                await asyncio.wait({gone, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (gone, lost):
+                    task.cancel()
+                await asyncio.gather(gone, lost, return_exceptions=True)
+            if gone.done() and not gone.cancelled():
+                gone.result()  # re-raise what broke the watch, if anything
+
+    async def _deleted(self, key: str, since: int) -> None:
+        """Return when *key* is deleted at or after revision *since*."""
+        watch = self._store.watch(key, prefix=False, start_revision=since)
+        async with contextlib.aclosing(aiter(watch)) as batches:
+            async for batch in batches:
+                # after a compaction the history is lost: let the caller look again
                 if batch.resync or any(e.type == "delete" for e in batch.events):
-                    break
+                    return
 
     async def _abandon(self) -> None:
         lease, self.lease, self.key = self.lease, None, None

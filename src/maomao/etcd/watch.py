@@ -14,13 +14,14 @@ again from there; after an unauthenticated error we log in again and resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
-from etcd3aio import EtcdUnauthenticatedError, prefix_range_end
+from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 
 from maomao.errors import MaoError, PermissionDenied, Unavailable
@@ -38,9 +39,8 @@ _BACKOFF_MAX = 2.0
 _TRANSIENT = (
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.CANCELLED,  # a member shutting down
+    grpc.StatusCode.INTERNAL,  # a connection reset mid-stream
 )
 
 
@@ -60,6 +60,7 @@ class Watch:
         self.prev_kv = prev_kv
         #: The next revision this watch will ask for (0: from now).
         self.next_revision = start_revision
+        self._logins = 0  # logins since the last response that was not a refusal
 
     def __aiter__(self) -> AsyncGenerator[WatchBatch, None]:
         return self._run()
@@ -70,33 +71,38 @@ class Watch:
         while True:
             compacted = 0
             try:
-                async for resp in self._stream():
-                    backoff = _BACKOFF_FIRST
-                    if resp.compact_revision > 0:
-                        compacted = int(resp.compact_revision)
-                        break
-                    if resp.canceled:
-                        self._cancelled(str(resp.cancel_reason))
-                        break  # invalid token: logged in again, resume
-                    if not resp.events:
-                        # the "created" answer: a watch "from now" is from here on
-                        if self.next_revision == 0 and resp.header.revision > 0:
-                            self.next_revision = int(resp.header.revision) + 1
-                        continue
-                    events = [_event(e) for e in resp.events]
-                    # etcd never splits one revision over two responses (no fragmenting)
-                    self.next_revision = events[-1].revision + 1
-                    yield WatchBatch(events, int(resp.header.revision))
-                else:
-                    # the server ended the stream without an error: watch again
-                    log.info("watch on %s ended by the server; resuming at %d", self.key, self.next_revision)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
-            except (EtcdUnauthenticatedError, grpc.aio.AioRpcError) as exc:
-                if _unauthenticated(exc) and store._user:
-                    await store._guard(store._authenticate)
+                async with contextlib.aclosing(self._stream()) as stream:
+                    async for resp in stream:
+                        backoff = _BACKOFF_FIRST
+                        if not resp.canceled:
+                            self._logins = 0
+                        if resp.compact_revision > 0:
+                            compacted = int(resp.compact_revision)
+                            break
+                        if resp.canceled:
+                            await self._cancelled(str(resp.cancel_reason))
+                            break  # a new token: resume at once
+                        if not resp.events:
+                            # the "created" answer: a watch "from now" is from here on
+                            if self.next_revision == 0 and resp.header.revision > 0:
+                                self.next_revision = int(resp.header.revision) + 1
+                            continue
+                        events = [_event(e) for e in resp.events]
+                        # etcd never splits one revision over two responses (no fragmenting)
+                        self.next_revision = events[-1].revision + 1
+                        yield WatchBatch(events, int(resp.header.revision))
+                    else:
+                        # the server ended the stream without an error: watch again
+                        log.info(
+                            "watch on %s ended by the server; resuming at %d", self.key, self.next_revision
+                        )
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, _BACKOFF_MAX)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and store._user:
+                    await self._login()
                     continue
-                if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() not in _TRANSIENT:
+                if exc.code() not in _TRANSIENT:
                     store.translate(exc, self.key)
                 log.info(
                     "watch on %s broken (%s); resuming at %d in %.2f s",
@@ -106,9 +112,17 @@ class Watch:
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
             if compacted:
-                yield await self._resync(compacted)
+                while True:
+                    try:
+                        batch = await self._resync(compacted)
+                        break
+                    except Unavailable as exc:
+                        log.info("watch on %s: cannot re-read after compaction yet (%s)", self.key, exc)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, _BACKOFF_MAX)
+                yield batch
 
-    async def _stream(self) -> AsyncIterator[Any]:
+    async def _stream(self) -> AsyncGenerator[Any, None]:
         """One gRPC watch stream from ``next_revision``, cancelled when the caller stops."""
         api = self._store.raw.watch
         if api is None:
@@ -132,16 +146,25 @@ class Watch:
         finally:
             call.cancel()
 
-    def _cancelled(self, reason: str) -> None:
+    async def _cancelled(self, reason: str) -> None:
         """The server cancelled the watch: raise, unless a new token fixes it."""
-        if "auth token" in reason and self._store._user:
-            log.info("watch on %s: token refused, authenticating again", self.key)
-            # the caller resumes once this returns; authentication happens on the next call
-            self._reauth = True
+        refused = "auth token" in reason or "permission denied" in reason
+        if refused and self._store._user and self._logins == 0:
+            # etcd 3.5 answers a dead token (simple tokens die with a restart) on a watch
+            # with "permission denied", like a real refusal: log in once and try again
+            await self._login()
             return
-        if "permission denied" in reason:
+        if refused:
             raise PermissionDenied(f"etcd permission denied on a watch of {self.key}")
         raise MaoError(f"etcd cancelled the watch on {self.key}: {reason or 'no reason given'}")
+
+    async def _login(self) -> None:
+        """Authenticate again after a refused token; once, not in a loop."""
+        self._logins += 1
+        if self._logins > 1:
+            raise PermissionDenied(f"etcd refuses the credentials for a watch of {self.key}")
+        log.info("watch on %s: token refused, authenticating again", self.key)
+        await self._store._guard(self._store._authenticate)
 
     async def _resync(self, compacted: int) -> WatchBatch:
         # one range read gives the content and the revision it is true at, atomically
@@ -150,12 +173,6 @@ class Watch:
         self.next_revision = current.revision + 1
         events = [Event("put", kv.key, kv.value, kv.mod_revision) for kv in current.items]
         return WatchBatch(events, current.revision, resync=True, compacted_revision=compacted)
-
-
-def _unauthenticated(exc: BaseException) -> bool:
-    if isinstance(exc, EtcdUnauthenticatedError):
-        return True
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def _event(e: Any) -> Event:

@@ -209,8 +209,9 @@ class Node:
         keys, op = self.config.keys, self.config.operator
         presence_key, index_key = keys.presence(op), keys.index_presence(op)
         existing = await store.get(presence_key)
-        if existing is not None and self.lease is not None and existing.lease == self.lease.id:
-            return self.lease
+        mine = self.lease
+        if existing is not None and mine is not None and existing.lease == mine.id and not mine.lost.is_set():
+            return mine
         if existing is not None:
             other = Presence.from_json(existing.value)
             if other.host != socket.gethostname() or (pid_alive(other.pid) and other.pid != os.getpid()):
