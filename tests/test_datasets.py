@@ -240,3 +240,23 @@ def test_anonymous_clone_of_tagged_version_and_ssh_publish(
     config_b.write_text(config_b.read_text() + f'\n[git]\nssh_key = "{sshd.listed_key}"\n')
     got = bob("--json", "dataset", "retrieve", "artifacthub", "2026-11-23", "alice")
     assert got.code == 0, got.err
+
+
+def test_running_node_writes_the_outbox(alice_bob, bare_repo, etcdctl, ns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import wait_until
+
+    alice, _ = alice_bob
+    remote = bare_repo("node-flush.git")
+    data = write_data(tmp_path / "data")
+    dead = f"http://127.0.0.1:{free_port()}"
+    queued = subprocess.run(
+        [*_mao_cmd(), "--json", "dataset", "publish", str(data), "--hub", "helm", "--remote", str(remote)],
+        env={**alice.env(), "MAO_ETCD": dead}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(queued.stdout)["state"] == "queued"
+    assert alice("up", "--detach").code == 0
+    try:
+        wait_until(lambda: bool(etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/helm/")), 15, "the node to advertise")
+        assert not list((alice.home / "outbox").glob("*.json"))
+    finally:
+        alice("down")

@@ -32,6 +32,9 @@ from maomao.models import NodeStatus, Presence, Profile
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two looks at the outbox while the node runs.
+OUTBOX_INTERVAL = 2.0
+
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -154,9 +157,13 @@ class Node:
                 log.info("node of %s ready", self.config.operator)
                 if on_ready is not None:
                     on_ready()
+                outbox = asyncio.create_task(self._flush_outbox(store, stop), name="outbox")
                 try:
                     await self._hold_presence(store, stop)
                 finally:
+                    outbox.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await outbox
                     await self._leave()  # while the store is still open
         finally:
             await self._shutdown()
@@ -234,6 +241,20 @@ class Node:
             raise AlreadyExists(f"operator {op} already has a running node")
         self.lease = lease
         return lease
+
+    async def _flush_outbox(self, store: Store, stop: asyncio.Event) -> None:
+        """Advertise what publishes queued while etcd was unreachable, as soon as it is back."""
+        from maomao.services.advertising import flush_outbox, outbox_entries
+
+        while not stop.is_set():
+            if outbox_entries(self.config):
+                try:
+                    done = await flush_outbox(self.config, store)
+                    for ad in done:
+                        log.info("advertised queued snapshot %s/%s/%s", ad.hub, ad.date, ad.dataset)
+                except MaoError as exc:
+                    log.warning("outbox not flushed yet: %s", exc)
+            await _wait_or(stop, OUTBOX_INTERVAL)
 
     async def _leave(self) -> None:
         """Revoke the presence lease: the operator shows offline at once, not after the TTL."""
