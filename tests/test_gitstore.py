@@ -16,16 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from gitservers import (  # noqa: F401 (fixtures are used by name)
-    GitDaemon,
-    Sshd,
-    bare_repo,
-    git,
-    git_config,
-    git_daemon,
-    git_server_dir,
-    sshd,
-)
+from gitservers import GitDaemon, Sshd, git
 from maomao.errors import EXIT_UNREACHABLE, EXIT_USER, AlreadyExists, InvalidValue
 from maomao.gitstore import (
     CommitNotFound,

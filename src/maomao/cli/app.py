@@ -54,6 +54,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def app(ctx: click.Context, home: str | None, json_out: bool, no_input: bool) -> None:
     """Global options go anywhere on the command line."""
     if ctx.invoked_subcommand is None:
+        if GLOBALS.interactive:
+            from maomao.cli.launcher import launch
+
+            ctx.exit(launch(ctx))
         click.echo(ctx.get_help())
 
 
