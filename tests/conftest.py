@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+
+# as maomao.etcd does, before any test module imports grpc (see its comment)
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import socket
 import subprocess
 import sys

@@ -182,3 +182,136 @@ class RetrieveResult(Record, frozen=True, kw_only=True):
     state: str
     path: str
     advertisement: Advertisement
+
+
+# -- tools, runs and pipelines ---------------------------------------------------------------
+
+
+class ToolClaim(Record, frozen=True, kw_only=True):
+    """``{ns}/index/tools/{tool}``: who owns a tool name, created only if absent.
+
+    Written in the same transaction as the owner's first :class:`ToolRecord`; ``key`` is
+    that record's key (readers verify the record is there).
+    """
+
+    tool: str
+    operator: str
+    key: str
+    claimed_at: str = ""
+
+
+class ToolRecord(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/tools/{tool}``: a registered tool (a git repository with a maomao.toml).
+
+    ``ref`` is the branch, tag or commit installed by default (empty: the remote's HEAD).
+    ``repo`` never carries credentials.
+    """
+
+    name: str
+    operator: str
+    repo: str
+    ref: str = ""
+    image: str = ""
+    description: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class ToolInstall(Record, frozen=True, kw_only=True):
+    """What `mao tool install` did, kept in the operator's home (never in etcd)."""
+
+    tool: str
+    owner: str
+    repo: str
+    ref: str
+    commit: str
+    path: str
+    manifest_name: str
+    commands: list[str] = msgspec.field(default_factory=list)
+    image: str = ""
+    installed_at: str = ""
+    previous_commit: str = ""
+
+
+class RunRecord(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/runs/{id}``: one tool run, or one pipeline run (``kind``).
+
+    Written when the run starts (``status`` ``waiting`` or ``running``) and again when it
+    ends (``succeeded``, ``failed``, ``timed-out``, ``error``). ``args`` are the resolved
+    argument values; ``env`` only the names of the variables given (never their values).
+    A pipeline run lists its steps' run ids in ``steps``; a step names its ``pipeline``.
+    """
+
+    id: str
+    operator: str
+    kind: str = "tool"
+    tool: str = ""
+    command: str = ""
+    args: dict[str, str] = msgspec.field(default_factory=dict)
+    argv: list[str] = msgspec.field(default_factory=list)
+    env: list[str] = msgspec.field(default_factory=list)
+    runner: str = ""
+    hub: str = ""
+    dataset: str = ""
+    data_dir: str = ""
+    input_dir: str = ""
+    tool_commit: str = ""
+    status: str = "running"
+    exit_code: int | None = None
+    message: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    duration: float = 0.0
+    log: str = ""
+    digest: str = ""
+    files: int = 0
+    rows: int = 0
+    publish: str = "skipped"
+    published_commit: str = ""
+    publish_error: str = ""
+    pipeline: str = ""
+    step: str = ""
+    steps: list[str] = msgspec.field(default_factory=list)
+    host: str = ""
+    pid: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ("waiting", "running")
+
+
+class SecretRef(Record, frozen=True, kw_only=True):
+    """``{secret: NAME}`` in a pipeline step's env: a value read from the operator's local
+    secrets file at run time; only the name is ever stored."""
+
+    secret: str
+
+
+class PipelineStep(Record, frozen=True, kw_only=True):
+    """One step of a pipeline: a tool command, its arguments and environment, the dataset it
+    reads (``input``: empty means the previous step's output) and the one it writes."""
+
+    name: str
+    tool: str
+    command: str = ""
+    args: dict[str, str] = msgspec.field(default_factory=dict)
+    env: dict[str, str | SecretRef] = msgspec.field(default_factory=dict)
+    input: str = ""
+    output: str = ""
+    hub: str = ""
+    timeout: float | None = None
+    #: False keeps this step's output local (not published) even when the run publishes.
+    publish: bool = True
+
+
+class Pipeline(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/pipelines/{name}``: steps run in order, each one's output the next
+    one's input."""
+
+    name: str
+    operator: str
+    steps: list[PipelineStep]
+    description: str = ""
+    hub: str = ""
+    created_at: str = ""
+    updated_at: str = ""

@@ -293,3 +293,9 @@ def _register() -> None:
 
 _register()
 
+
+from maomao.cli.tools import pipeline_group, run_group, tool_group  # noqa: E402
+
+app.add_command(tool_group)
+app.add_command(run_group)
+app.add_command(pipeline_group)

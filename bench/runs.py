@@ -1,0 +1,200 @@
+"""Run benchmark: what `mao tool run` adds to running the same command directly.
+
+In one run, against one embedded etcd on free ports, with the process runner and
+``--no-publish`` (publishing has its own benchmark), the median over N runs of:
+
+- **direct**: the tool's argv as a subprocess (same interpreter, same script, same
+  working directory and ``MAO_*`` variables), the baseline;
+- **mao tool run (CLI)**: ``mao tool run NAME collect --no-publish`` as a subprocess:
+  interpreter start, imports, config, etcd connection, run record written twice, the lock,
+  the run, the output digest;
+- **service, own connection**: ``services.runs.run_tool`` in process, opening its etcd
+  connection per call (what one CLI command does after its imports);
+- **service, shared store**: the same with one open store (what a node or the API does).
+
+The CLI is measured with its bytecode cached (as an installed package has it; in a
+temporary ``PYTHONPYCACHEPREFIX``) and, when this shell sets ``PYTHONDONTWRITEBYTECODE``,
+also as it then runs (every maomao module compiled from source at each start). For scale it
+prints what every `mao` command pays before doing anything: ``mao --help`` and the import
+of ``maomao.services.runs`` (grpc, etcd3aio, protobuf).
+
+Goal: at most 150 ms added per run.
+
+    python bench/runs.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# The runners fork while the etcd channel is open: grpc's fork handlers must be off, and
+# grpc reads this when it is imported (see maomao.cli.tools). maomao is imported in main().
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+GOAL_MS = 150.0
+
+MANIFEST = f"""\
+name = "bench"
+hub = "benchhub"
+[commands.collect]
+run = [{sys.executable!r}, "collect.py", "{{rows}}"]
+[commands.collect.args.rows]
+default = "100"
+""".replace("'", '"')
+
+COLLECT = """\
+import csv, os, sys
+with open(os.path.join(os.environ["MAO_DATA_DIR"], "rows.csv"), "w", newline="") as fh:
+    out = csv.writer(fh)
+    out.writerow(["n", "square"])
+    out.writerows([n, n * n] for n in range(int(sys.argv[1])))
+"""
+
+
+def make_tool_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "maomao.toml").write_text(MANIFEST)
+    (path / "collect.py").write_text(COLLECT)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "bench tool"], cwd=path, check=True)
+    return path
+
+
+def median_ms(runs: int, warmup: int, op: Callable[[], object]) -> float:
+    for _ in range(warmup):
+        op()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        op()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+async def amedian_ms(runs: int, warmup: int, op: Callable[[], object]) -> float:
+    async def once() -> float:
+        started = time.perf_counter()
+        await op()  # type: ignore[misc]
+        return time.perf_counter() - started
+
+    for _ in range(warmup):
+        await once()
+    return statistics.median([await once() for _ in range(runs)]) * 1000
+
+
+def main() -> None:
+    from maomao.etcd import open_store
+    from maomao.etcd.server import EmbeddedEtcd
+    from maomao.services.node import free_port, init_home
+    from maomao.services.runs import RunRequest, run_tool
+    from maomao.services.tools import add_tool, install_tool
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=10, help="runs per figure (median)")
+    opts = parser.parse_args()
+    runs, warmup = opts.runs, 2
+    with tempfile.TemporaryDirectory(prefix="maomao-bench-runs-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedEtcd("bench", root / "etcd", free_port(), free_port())
+        process = server.start(root / "etcd.log")
+        try:
+            config = init_home(root / "home", "bench", etcd=server.client_url, namespace="/bench")
+            repo = make_tool_repo(root / "tool-src")
+            asyncio.run(add_tool(config, "bench", str(repo)))
+            install = asyncio.run(install_tool(config, "bench"))
+            data_dir = config.paths.dataset_dir("benchhub", "direct")
+            data_dir.mkdir(parents=True)
+
+            # the baseline: the very argv the run starts, with the environment it gets
+            argv = [sys.executable, "collect.py", "100"]
+            env = {
+                "PATH": os.environ.get("PATH", os.defpath),
+                "HOME": tmp,
+                "LANG": "C.UTF-8",
+                "TZ": "UTC",
+                "MAO_DATA_DIR": str(data_dir),
+                "MAO_OPERATOR": "bench",
+                "MAO_HUB": "benchhub",
+                "MAO_RUN_ID": "direct",
+            }
+            direct = median_ms(
+                runs, warmup, lambda: subprocess.run(argv, cwd=install.path, env=env, check=True)
+            )
+
+            mao = shutil.which("mao", path=str(Path(sys.executable).parent)) or "mao"
+            session_env = {**os.environ, "MAO_HOME": str(config.home), "MAO_NO_INPUT": "1"}
+            cached_env = {k: v for k, v in session_env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            cached_env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+
+            def cli_run(env: dict[str, str]) -> Callable[[], object]:
+                argv = [mao, "tool", "run", "bench", "collect", "--no-publish"]
+                return lambda: subprocess.run(argv, env=env, check=True, capture_output=True)
+
+            cli = median_ms(runs, warmup, cli_run(cached_env))
+            cli_uncached = None
+            if "PYTHONDONTWRITEBYTECODE" in os.environ:
+                cli_uncached = median_ms(runs, warmup, cli_run(session_env))
+            help_argv = [mao, "--help"]
+            help_ms = median_ms(
+                runs,
+                warmup,
+                lambda: subprocess.run(help_argv, env=cached_env, check=True, capture_output=True),
+            )
+            import_argv = [sys.executable, "-c", "import maomao.services.runs"]
+            import_ms = median_ms(
+                runs, warmup, lambda: subprocess.run(import_argv, env=cached_env, check=True)
+            )
+
+            request = RunRequest(tool="bench", command="collect", publish=False)
+
+            async def service_figures() -> tuple[float, float]:
+                async def own() -> None:
+                    outcome = await run_tool(config, request)
+                    assert outcome.ok, outcome.record
+
+                async with open_store(config) as store:
+
+                    async def shared() -> None:
+                        outcome = await run_tool(config, request, store=store)
+                        assert outcome.ok, outcome.record
+
+                    return await amedian_ms(runs, warmup, own), await amedian_ms(runs, warmup, shared)
+
+            own_ms, shared_ms = asyncio.run(service_figures())
+        finally:
+            process.terminate()
+            process.wait(10)
+
+    print(f"median of {runs} runs each (process runner, --no-publish, one embedded etcd)\n")
+    print(f"{'figure':<34}{'ms':>9}{'added ms':>10}  goal")
+    print(f"{'direct (subprocess of the argv)':<34}{direct:>9.1f}{'':>10}  baseline")
+    figures = [("mao tool run (CLI subprocess)", cli)]
+    if cli_uncached is not None:
+        figures.append(("  same, no bytecode cache", cli_uncached))
+    figures += [("services.runs, own connection", own_ms), ("services.runs, shared store", shared_ms)]
+    for label, value in figures:
+        added = value - direct
+        verdict = "ok" if added <= GOAL_MS else "over"
+        print(f"{label:<34}{value:>9.1f}{added:>+10.1f}  <= {GOAL_MS:.0f} ms added ({verdict})")
+    print(
+        f"\nfixed cost of any `mao` process (bytecode cached): `mao --help` {help_ms:.1f} ms; "
+        f"python -c 'import maomao.services.runs' {import_ms:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,491 @@
+"""`mao tool …`, `mao run …`, `mao pipeline …`: thin commands over the tools, runs and
+pipelines services. Services are imported inside the commands, so `mao --help` stays fast.
+
+In a terminal, `mao tool run` without a tool or a command opens pickers (the seed's "run
+tool" flow): the registered tools, the manifest's commands, then each argument with its
+help and default. With ``--no-input``, ``--json`` or no terminal, what is missing is a
+usage error (exit 2) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from maomao.cli.output import GLOBALS, emit, note, table
+from maomao.errors import UsageError
+
+if TYPE_CHECKING:
+    from maomao.config import Config
+    from maomao.manifest import Command, Manifest
+    from maomao.models import RunRecord
+
+T = TypeVar("T")
+
+# Runners fork (to set resource limits) while the etcd channel is open; grpc's fork
+# handlers would then print "skipping fork() handlers" on the user's terminal. maomao never
+# uses grpc in a forked child (it execs at once), so they stay off unless asked for. grpc
+# reads this when it is first imported, which in `mao` happens after this module loads.
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+RUNNER_CHOICES = ("process", "sandbox", "container")
+
+
+def _config() -> Config:
+    from maomao import config
+    from maomao.config import resolve_home
+
+    return config.load(resolve_home(GLOBALS.home))
+
+
+def _arun(coro: Coroutine[Any, Any, T]) -> T:
+    """One event loop per call: the etcd client is created inside it."""
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _short(commit: str) -> str:
+    return commit[:12] if commit else ""
+
+
+# -- pickers ---------------------------------------------------------------------------------------
+
+
+def pick(title: str, options: Sequence[tuple[str, str]]) -> str:
+    """A numbered menu on stderr; returns the chosen value."""
+    note(title)
+    width = max(len(value) for value, _ in options)
+    for number, (value, detail) in enumerate(options, start=1):
+        note(f"  {number:>2}) {value.ljust(width)}  {detail}".rstrip())
+    index: int = click.prompt("choose", type=click.IntRange(1, len(options)), err=True)
+    return options[index - 1][0]
+
+
+def ask_arguments(command: Command, given: dict[str, str], *, every: bool) -> dict[str, str]:
+    """Prompt for *command*'s arguments not in *given*: every one (showing help and default)
+    when *every*, else only the required ones."""
+    values = dict(given)
+    for arg in command.args:
+        if arg.name in values or not (every or (arg.required and arg.default is None)):
+            continue
+        label = f"{arg.name}{' (' + arg.help + ')' if arg.help else ''}"
+        if arg.choices:
+            values[arg.name] = pick(
+                f"{label}:",
+                [(choice, "default" if choice == arg.default else "") for choice in arg.choices],
+            )
+            continue
+        # an optional argument without a default may be left empty (Enter skips it)
+        default = arg.default if arg.default is not None else (None if arg.required else "")
+        answer: str = click.prompt(label, default=default, show_default=bool(default), err=True)
+        if answer != "" or arg.required:
+            values[arg.name] = answer
+    return values
+
+
+def parse_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``-a KEY=VALUE`` options into a mapping (a later KEY wins)."""
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-a expects KEY=VALUE, not {pair!r}")
+        args[key.strip()] = value
+    return args
+
+
+# -- tool --------------------------------------------------------------------------------------------
+
+
+@click.group("tool", context_settings=CONTEXT)
+def tool_group() -> None:
+    """Register, install and run collector tools."""
+
+
+@tool_group.command("add")
+@click.argument("name")
+@click.option(
+    "--repo", required=True, metavar="URL", help="The tool's git repository (no credentials in it)."
+)
+@click.option("--ref", metavar="REF", help="Branch, tag or commit to install (default: the remote's HEAD).")
+@click.option("--image", metavar="IMG", help="Container image for the container runner.")
+@click.option("--description", metavar="TEXT", help="One line about the tool.")
+def tool_add(name: str, repo: str, ref: str | None, image: str | None, description: str | None) -> None:
+    """Register tool NAME (or update your own registration of it)."""
+    from maomao.services.tools import add_tool
+
+    config = _config()
+    change = _arun(add_tool(config, name, repo, ref=ref, image=image, description=description))
+    record = change.entry.record
+    emit(
+        change.to_dict(),
+        f"{change.action} tool {record.name} ({record.repo}{' @ ' + record.ref if record.ref else ''})",
+    )
+
+
+@tool_group.command("list")
+def tool_list() -> None:
+    """Every registered tool, with its owner and whether it is installed here."""
+    from maomao.services.tools import list_tools, read_install
+
+    config = _config()
+    entries = _arun(list_tools(config))
+    rows = []
+    for entry in entries:
+        install = read_install(config, entry.record.name)
+        rows.append({**entry.to_dict(), "installed": install.commit if install else None})
+    shown = [
+        {
+            **row,
+            "owner": row["operator"],
+            "installed": _short(row["installed"] or "") or "-",
+            "ref": row["ref"] or "-",
+        }
+        for row in rows
+    ]
+    emit({"tools": rows}, table(shown, ["name", "owner", "repo", "ref", "installed", "description"]))
+
+
+@tool_group.command("show")
+@click.argument("name")
+def tool_show(name: str) -> None:
+    """One tool's record, and its local installation if any."""
+    from maomao.services.tools import get_tool, read_install
+
+    config = _config()
+    entry = _arun(get_tool(config, name))
+    install = read_install(config, name)
+    doc = {**entry.to_dict(), "installed": install.to_dict() if install else None}
+    record = entry.record
+    lines = [
+        f"tool:        {record.name}",
+        f"owner:       {record.operator}",
+        f"repo:        {record.repo}",
+        f"ref:         {record.ref or '(remote HEAD)'}",
+    ]
+    if record.image:
+        lines.append(f"image:       {record.image}")
+    if record.description:
+        lines.append(f"description: {record.description}")
+    lines.append(f"updated:     {record.updated_at} (revision {entry.revision})")
+    if install:
+        lines.append(f"installed:   {install.commit} in {install.path}")
+        lines.append(f"commands:    {', '.join(install.commands)}")
+    else:
+        lines.append(f"installed:   no (mao tool install {record.name})")
+    emit(doc, "\n".join(lines))
+
+
+@tool_group.command("remove")
+@click.argument("name")
+def tool_remove(name: str) -> None:
+    """Unregister your tool NAME (record and name claim, in one transaction)."""
+    from maomao.services.tools import remove_tool
+
+    config = _config()
+    entry = _arun(remove_tool(config, name))
+    emit({"removed": name, "key": entry.key}, f"removed tool {name}")
+
+
+@tool_group.command("install")
+@click.argument("name")
+@click.option("--ref", metavar="REF", help="Branch, tag or commit (default: the registered ref).")
+def tool_install(name: str, ref: str | None) -> None:
+    """Clone (or update in place) tool NAME into your home and validate its maomao.toml."""
+    from maomao.services.tools import install_tool
+
+    config = _config()
+    install = _arun(install_tool(config, name, ref=ref))
+    verb = "updated" if install.previous_commit else "installed"
+    moved = f" (was {_short(install.previous_commit)})" if install.previous_commit else ""
+    emit(
+        install.to_dict(),
+        f"{verb} {name} at {_short(install.commit)}{moved} in {install.path}\ncommands: {', '.join(install.commands)}",
+    )
+
+
+@tool_group.command("run")
+@click.argument("name", required=False)
+@click.argument("command", required=False)
+@click.option(
+    "-a",
+    "--arg",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An argument of the command (repeatable).",
+)
+@click.option("--hub", metavar="HUB", help="Hub the data is about (default: the tool's).")
+@click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
+@click.option("--no-publish", is_flag=True, help="Keep the output local: do not publish it.")
+@click.option("--runner", type=click.Choice(RUNNER_CHOICES), default="process", show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Override the command's timeout.",
+)
+def tool_run(
+    name: str | None,
+    command: str | None,
+    pairs: tuple[str, ...],
+    hub: str | None,
+    dataset: str | None,
+    no_publish: bool,
+    runner: str,
+    timeout: float | None,
+) -> None:
+    """Run COMMAND of tool NAME into its dataset's working tree; publish the output on success."""
+    from maomao.services.runs import RunRequest, run_tool
+
+    config = _config()
+    args = parse_args(pairs)
+    if name is None:
+        name = _pick_tool(config)
+    if GLOBALS.interactive:
+        command, args = _pick_command(config, name, command, args)
+
+    def started(event: str, record: RunRecord) -> None:
+        if event == "waiting":
+            note(f"run {record.id}: waiting for another run of {record.hub}/{record.dataset}…")
+        elif event == "running":
+            note(
+                f"run {record.id}: {record.tool} {record.command} → {record.hub}/{record.dataset} "
+                f"({record.runner}); log: {record.log}"
+            )
+
+    request = RunRequest(
+        tool=name,
+        command=command,
+        args=args,
+        hub=hub,
+        dataset=dataset,
+        runner=runner,
+        publish=not no_publish,
+        timeout=timeout,
+    )
+    outcome = _arun(run_tool(config, request, on_event=None if GLOBALS.json else started))
+    if outcome.error is not None:
+        raise outcome.error
+    emit(outcome.record.to_dict(), _run_summary(outcome.record))
+
+
+def _pick_tool(config: Config) -> str:
+    if not GLOBALS.interactive:
+        raise UsageError("missing argument NAME (mao tool list shows the tools)")
+    from maomao.services.tools import list_tools
+
+    entries = _arun(list_tools(config))
+    if not entries:
+        raise UsageError("no tool is registered yet: mao tool add NAME --repo URL")
+    return pick(
+        "Tools:",
+        [(e.record.name, f"{e.record.operator}  {e.record.description}".rstrip()) for e in entries],
+    )
+
+
+def _pick_command(
+    config: Config, name: str, command: str | None, args: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """In a terminal: choose the command if not given, then ask for arguments."""
+    from maomao.services.tools import ensure_installed
+
+    manifest: Manifest = _arun(ensure_installed(config, name))[1]
+    every = command is None
+    if command is None:
+        if len(manifest.commands) == 1:
+            command = manifest.commands[0].name
+        else:
+            command = pick(
+                f"Commands of {name}:",
+                [(c.name, c.description) for c in manifest.commands],
+            )
+    chosen = manifest.command(command)
+    return command, ask_arguments(chosen, args, every=every)
+
+
+def _run_summary(record: RunRecord) -> str:
+    lines = [f"run {record.id} {record.status} in {record.duration:.2f}s (exit code {record.exit_code})"]
+    if record.kind == "tool":
+        lines.append(f"output: {record.data_dir}: {record.files} files, {record.rows} rows, {record.digest}")
+    if record.publish not in ("", "skipped"):
+        lines.append(f"published: {record.publish} {_short(record.published_commit)}".rstrip())
+    lines.append(f"log: {record.log}" if record.log else "")
+    return "\n".join(line for line in lines if line)
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+@click.group("run", context_settings=CONTEXT)
+def run_group() -> None:
+    """Runs: their records (in etcd) and logs (in your home)."""
+
+
+@run_group.command("list")
+@click.option("--operator", metavar="OP", help="Another operator's runs (default: yours).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def run_list(operator: str | None, limit: int) -> None:
+    """The newest runs first."""
+    from maomao.services.runs import list_runs
+
+    config = _config()
+    runs = _arun(list_runs(config, operator=operator, limit=limit))
+    rows = [r.to_dict() for r in runs]
+    shown = [
+        {
+            **row,
+            "what": row["tool"] + (f" {row['command']}" if row["command"] else "") if row["kind"] == "tool"
+            else f"pipeline {row['pipeline']}",
+            "exit": "" if row["exit_code"] is None else row["exit_code"],
+            "duration": f"{row['duration']:.2f}s",
+            "where": f"{row['hub']}/{row['dataset']}" if row["dataset"] else row["hub"],
+        }
+        for row in rows
+    ]  # fmt: skip
+    emit({"runs": rows}, table(shown, ["id", "what", "status", "exit", "duration", "where", "started_at"]))
+
+
+@run_group.command("show")
+@click.argument("run_id", metavar="ID")
+@click.option("--operator", metavar="OP", help="Another operator's run (default: yours).")
+def run_show(run_id: str, operator: str | None) -> None:
+    """One run's record."""
+    from maomao.services.runs import get_run
+
+    config = _config()
+    record = _arun(get_run(config, run_id, operator=operator))
+    doc = record.to_dict()
+    width = max(len(k) for k in doc)
+    human = "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in doc.items() if v not in ("", [], {}, None))
+    emit(doc, human)
+
+
+@run_group.command("logs")
+@click.argument("run_id", metavar="ID")
+def run_logs(run_id: str) -> None:
+    """Print a run's log (a pipeline run: its steps' logs in order)."""
+    from maomao.services.runs import read_log
+
+    config = _config()
+    log = _arun(read_log(config, run_id))
+    if GLOBALS.json:
+        emit(log.to_dict())
+    else:
+        click.echo(log.text, nl=False)
+
+
+# -- pipeline ----------------------------------------------------------------------------------------
+
+
+@click.group("pipeline", context_settings=CONTEXT)
+def pipeline_group() -> None:
+    """Pipelines: tool commands run in order, each step's output the next one's input."""
+
+
+@pipeline_group.command("add")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def pipeline_add(file: Path) -> None:
+    """Validate a pipeline FILE (YAML or TOML) and store it (replacing your earlier version)."""
+    from maomao.services.pipelines import add_pipeline
+
+    config = _config()
+    change = _arun(add_pipeline(config, file))
+    pipeline = change.entry.pipeline
+    steps = " → ".join(f"{s.name} ({s.tool})" for s in pipeline.steps)
+    emit(change.to_dict(), f"{change.action} pipeline {pipeline.name}: {steps}")
+
+
+@pipeline_group.command("list")
+@click.option("--operator", metavar="OP", help="Another operator's pipelines (default: yours).")
+def pipeline_list(operator: str | None) -> None:
+    """Your pipelines."""
+    from maomao.services.pipelines import list_pipelines
+
+    config = _config()
+    entries = _arun(list_pipelines(config, operator=operator))
+    rows = [e.to_dict() for e in entries]
+    shown = [
+        {**row, "steps": " → ".join(s["name"] for s in row["steps"]), "hub": row["hub"] or "-"}
+        for row in rows
+    ]
+    emit({"pipelines": rows}, table(shown, ["name", "hub", "steps", "description"]))
+
+
+@pipeline_group.command("show")
+@click.argument("name")
+@click.option("--operator", metavar="OP", help="Another operator's pipeline (default: yours).")
+def pipeline_show(name: str, operator: str | None) -> None:
+    """One pipeline and its steps (secrets appear by name only)."""
+    from maomao.services.pipelines import get_pipeline
+
+    config = _config()
+    entry = _arun(get_pipeline(config, name, operator=operator))
+    pipeline = entry.pipeline
+    lines = [
+        f"pipeline {pipeline.name} of {pipeline.operator}"
+        + (f": {pipeline.description}" if pipeline.description else "")
+    ]
+    for index, step in enumerate(pipeline.steps, start=1):
+        args = " ".join(f"{k}={v}" for k, v in step.args.items())
+        env = " ".join(
+            f"{k}=<secret {v.secret}>" if not isinstance(v, str) else f"{k}={v}" for k, v in step.env.items()
+        )
+        source = (
+            f"input {step.input}" if step.input else ("input: previous step" if index > 1 else "no input")
+        )
+        lines.append(
+            f"  {index}. {step.name}: {step.tool} {step.command or '(default command)'} {args}".rstrip()
+            + f"  → {step.hub or pipeline.hub or '(tool hub)'}/{step.output}  ({source})"
+            + (f"  env: {env}" if env else "")
+        )
+    emit(entry.to_dict(), "\n".join(lines))
+
+
+@pipeline_group.command("remove")
+@click.argument("name")
+def pipeline_remove(name: str) -> None:
+    """Delete your pipeline NAME."""
+    from maomao.services.pipelines import remove_pipeline
+
+    config = _config()
+    entry = _arun(remove_pipeline(config, name))
+    emit({"removed": name, "key": entry.key}, f"removed pipeline {name}")
+
+
+@pipeline_group.command("run")
+@click.argument("name")
+@click.option("--hub", metavar="HUB", help="Hub of steps that name none (default: the pipeline's).")
+@click.option("--no-publish", is_flag=True, help="Keep every step's output local.")
+@click.option("--runner", type=click.Choice(RUNNER_CHOICES), default="process", show_default=True)
+def pipeline_run(name: str, hub: str | None, no_publish: bool, runner: str) -> None:
+    """Run every step of pipeline NAME in order; the first failing step stops it."""
+    from maomao.models import PipelineStep
+    from maomao.services.pipelines import run_pipeline
+
+    config = _config()
+
+    def progress(index: int, step: PipelineStep, phase: str, record: RunRecord | None) -> None:
+        if GLOBALS.json:
+            return
+        if phase == "start":
+            note(f"step {index} {step.name}: {step.tool} {step.command}".rstrip())
+        elif record is not None:
+            note(f"step {index} {step.name}: run {record.id} {record.status} in {record.duration:.2f}s")
+
+    outcome = _arun(
+        run_pipeline(config, name, runner=runner, publish=not no_publish, hub=hub, on_step=progress)
+    )
+    if outcome.error is not None:
+        raise outcome.error
+    record = outcome.record
+    emit(
+        outcome.to_dict(),
+        f"pipeline {name} succeeded: {len(outcome.steps)} steps in {record.duration:.2f}s (run {record.id})\n"
+        f"output: {record.data_dir}: {record.files} files, {record.rows} rows",
+    )

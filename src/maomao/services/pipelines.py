@@ -1,0 +1,498 @@
+"""Pipelines: tool commands run in order, each step's output the next step's input.
+
+A pipeline file (YAML, or TOML with ``[[steps]]``)::
+
+    name: hubstats                  # naming rule
+    description: daily hub stats    # optional
+    hub: dockerhub                  # optional default hub of every step
+    steps:
+      - tool: collector             # a registered tool
+        name: collect               # optional: default the tool's name (unique per pipeline)
+        command: collect            # optional when the tool has one command
+        args: {since: "2024-01-01"}
+        env:
+          MODE: fast                         # a literal value (stored)
+          TOKEN: {secret: hub_token}         # a secret, by name (only the name is stored)
+        output: hub-raw             # dataset written (MAO_DATA_DIR); default: the step's name
+        input: other-dataset        # optional: MAO_INPUT_DIR; default: the previous step's output
+        hub: otherhub               # optional, overrides the pipeline's
+        timeout: 600                # optional, seconds
+        publish: false              # optional: keep this step's output local
+
+Secret values come from the operator's ``{MAO_HOME}/secrets.toml`` (mode 0600) when the
+pipeline runs; etcd only ever holds the reference. A literal value for a variable whose
+name says it is a secret (``*TOKEN*``, ``*PASSWORD*``, ``*SECRET*``, ``*API_KEY*``…) is
+refused, so that no secret is stored by mistake.
+
+`pipeline run` records a run of kind ``pipeline`` (its steps' run ids in ``steps``) and
+one tool run per step; the first step that fails stops the pipeline, and the error names
+it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import tomllib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from maomao.config import Config
+from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageError
+from maomao.etcd import Get, Store
+from maomao.keys import validate_name
+from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
+from maomao.models import Pipeline, PipelineStep, RunRecord, SecretRef
+from maomao.runners import DEFAULT_RUNNER
+from maomao.services.runs import RunFailed, RunRequest, new_run_id, now_iso, run_tool
+from maomao.services.secrets import load_secrets, secret, validate_secret_name
+from maomao.services.tools import using_store
+
+_ARG_RE = re.compile(rf"^{ARG_RULE}$")
+_ENV_RE = re.compile(rf"^{ENV_RULE}$")
+#: Variable names whose value is a secret: only a ``{secret: NAME}`` reference is accepted.
+_SECRET_NAME_RE = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
+
+_TOP_KEYS = ("name", "description", "hub", "steps")
+_STEP_KEYS = ("name", "tool", "command", "args", "env", "input", "output", "hub", "timeout", "publish")
+
+
+class PipelineError(InvalidValue):
+    """A pipeline file is malformed; one line naming the file and the problem."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+# -- reading and validating a pipeline file ------------------------------------------------------
+
+
+def load_pipeline_file(path: Path, operator: str) -> Pipeline:
+    """Read and validate a pipeline file (``.toml`` is TOML; anything else YAML, so JSON too).
+
+    :raises PipelineError: unreadable, not YAML/TOML, or not a valid pipeline.
+    """
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(source, "not found") from None
+    except OSError as exc:
+        raise PipelineError(source, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(source, f"not UTF-8 text (byte {exc.start})") from None
+    if path.suffix.lower() == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise PipelineError(source, f"invalid TOML: {exc}") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise PipelineError(source, f"invalid YAML: {problem}{where}") from None
+    return parse_pipeline(data, operator, source)
+
+
+def parse_pipeline(data: Any, operator: str, source: str = "pipeline") -> Pipeline:
+    """Validate parsed pipeline data; see the module docstring for the shape."""
+
+    def fail(problem: str) -> PipelineError:
+        return PipelineError(source, problem)
+
+    if not isinstance(data, Mapping):
+        raise fail("must be a mapping with name and steps")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise fail(f"unknown key {key!r} (expected: {', '.join(_TOP_KEYS)})")
+    name = _name(data.get("name"), "name", "pipeline", fail)
+    hub = "" if data.get("hub") in (None, "") else _name(data["hub"], "hub", "hub", fail)
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        raise fail("description must be a string")
+    steps_data = data.get("steps")
+    if not isinstance(steps_data, list) or not steps_data:
+        raise fail("steps must be a non-empty list")
+    steps = [_step(index, item, fail) for index, item in enumerate(steps_data, start=1)]
+    seen: set[str] = set()
+    for index, step in enumerate(steps, start=1):
+        if step.name in seen:
+            raise fail(f"steps[{index}]: step name {step.name!r} is used twice (give each step a name)")
+        seen.add(step.name)
+    return Pipeline(name=name, operator=operator, steps=steps, description=description, hub=hub)
+
+
+def _name(value: Any, where: str, kind: str, fail: Callable[[str], PipelineError]) -> str:
+    if not isinstance(value, str):
+        raise fail(f"{where} is required and must be a string")
+    try:
+        return validate_name(value, kind)
+    except InvalidName as exc:
+        raise fail(f"{where}: {exc}") from None
+
+
+def _scalar(value: Any, where: str, fail: Callable[[str], PipelineError]) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise fail(f"{where} must be a string, a number or a boolean")
+
+
+def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> PipelineStep:
+    where = f"steps[{index}]"
+    if not isinstance(data, Mapping):
+        raise fail(f"{where} must be a mapping with at least a tool")
+    for key in data:
+        if key not in _STEP_KEYS:
+            raise fail(f"{where}: unknown key {key!r} (expected: {', '.join(_STEP_KEYS)})")
+    tool = _name(data.get("tool"), f"{where}.tool", "tool", fail)
+    name = _name(data.get("name", tool), f"{where}.name", "step", fail)
+    command = (
+        ""
+        if data.get("command") in (None, "")
+        else _name(data["command"], f"{where}.command", "command", fail)
+    )
+    args_data = data.get("args") or {}
+    if not isinstance(args_data, Mapping):
+        raise fail(f"{where}.args must be a mapping of argument names to values")
+    args: dict[str, str] = {}
+    for key, value in args_data.items():
+        if not isinstance(key, str) or not _ARG_RE.match(key):
+            raise fail(f"{where}.args: invalid argument name {key!r} (must match {ARG_RULE})")
+        args[key] = _scalar(value, f"{where}.args.{key}", fail)
+    env = _env(data.get("env") or {}, f"{where}.env", fail)
+    output = (
+        "" if data.get("output") in (None, "") else _name(data["output"], f"{where}.output", "dataset", fail)
+    )
+    input_ = (
+        "" if data.get("input") in (None, "") else _name(data["input"], f"{where}.input", "dataset", fail)
+    )
+    hub = "" if data.get("hub") in (None, "") else _name(data["hub"], f"{where}.hub", "hub", fail)
+    timeout = data.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise fail(f"{where}.timeout must be a positive number of seconds")
+    publish = data.get("publish", True)
+    if not isinstance(publish, bool):
+        raise fail(f"{where}.publish must be true or false")
+    return PipelineStep(
+        name=name,
+        tool=tool,
+        command=command,
+        args=args,
+        env=env,
+        input=input_,
+        output=output or name,
+        hub=hub,
+        timeout=None if timeout is None else float(timeout),
+        publish=publish,
+    )
+
+
+def _env(data: Any, where: str, fail: Callable[[str], PipelineError]) -> dict[str, str | SecretRef]:
+    if not isinstance(data, Mapping):
+        raise fail(f"{where} must be a mapping of variable names to values or {{secret: NAME}}")
+    env: dict[str, str | SecretRef] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not _ENV_RE.match(key):
+            raise fail(f"{where}: invalid variable name {key!r} (must match {ENV_RULE})")
+        if key.startswith(RESERVED_ENV_PREFIX):
+            raise fail(f"{where}: {key} is reserved (maomao sets the MAO_* variables)")
+        if isinstance(value, Mapping):
+            if set(value) != {"secret"}:
+                raise fail(f"{where}.{key} must be a value or {{secret: NAME}}")
+            try:
+                env[key] = SecretRef(secret=validate_secret_name(value["secret"]))
+            except InvalidName as exc:
+                raise fail(f"{where}.{key}: {exc}") from None
+            continue
+        literal = _scalar(value, f"{where}.{key}", fail)
+        if _SECRET_NAME_RE.search(key):
+            raise fail(
+                f"{where}.{key} looks like a secret: reference it by name ({key}: {{secret: NAME}}, "
+                "the value in MAO_HOME/secrets.toml) instead of writing it in the pipeline"
+            )
+        env[key] = literal
+    return env
+
+
+# -- the stored pipelines --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    pipeline: Pipeline
+    key: str
+    revision: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.pipeline.to_dict(), "key": self.key, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class PipelineChange:
+    """What `mao pipeline add` did: ``created``, ``updated`` or ``unchanged``."""
+
+    action: str
+    entry: PipelineEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "pipeline": self.entry.to_dict()}
+
+
+async def _check_tools(config: Config, pipeline: Pipeline, store: Store) -> None:
+    names = list(dict.fromkeys(step.tool for step in pipeline.steps))
+    result = await store.txn([], [Get(config.keys.index_tool(name)) for name in names])
+    missing = [name for name, found in zip(names, result.reads, strict=True) if not found]
+    if missing:
+        listed = ", ".join(repr(name) for name in missing)
+        raise NotFound(f"tool {missing[0]!r}", f"pipeline '{pipeline.name}' uses unregistered tool {listed}")
+
+
+async def add_pipeline(config: Config, file: Path, *, store: Store | None = None) -> PipelineChange:
+    """Validate a pipeline file and store it under this operator (replacing its earlier
+    version by compare-and-swap). Every step's tool must be registered.
+
+    :raises PipelineError: the file is not a valid pipeline.
+    :raises NotFound: a step names an unregistered tool.
+    :raises Conflict: the stored pipeline changed while it was being replaced.
+    """
+    pipeline = load_pipeline_file(Path(file), config.operator)
+    key = config.keys.record(config.operator, "pipelines", pipeline.name)
+    now = now_iso()
+    async with using_store(config, store) as s:
+        await _check_tools(config, pipeline, s)
+        current_kv = await s.get(key)
+        current = None
+        if current_kv is not None:
+            try:
+                current = Pipeline.from_json(current_kv.value)
+            except ValueError:
+                current = None
+        created_at = current.created_at if current is not None and current.created_at else now
+        if (
+            current is not None
+            and msgspec.structs.replace(
+                pipeline, created_at=current.created_at, updated_at=current.updated_at
+            )
+            == current
+        ):
+            assert current_kv is not None
+            return PipelineChange("unchanged", PipelineEntry(current, key, current_kv.mod_revision))
+        stored = msgspec.structs.replace(pipeline, created_at=created_at, updated_at=now)
+        revision = await s.cas(
+            key, stored.to_json(), current_kv.mod_revision if current_kv is not None else 0
+        )
+    return PipelineChange(
+        "created" if current_kv is None else "updated", PipelineEntry(stored, key, revision)
+    )
+
+
+async def get_pipeline(
+    config: Config, name: str, *, operator: str | None = None, store: Store | None = None
+) -> PipelineEntry:
+    op = validate_name(operator or config.operator, "operator")
+    key = config.keys.record(op, "pipelines", validate_name(name, "pipeline"))
+    async with using_store(config, store) as s:
+        kv = await s.get(key)
+    if kv is None:
+        raise NotFound(f"pipeline {name!r}", f"no pipeline '{name}' of {op}")
+    return PipelineEntry(Pipeline.from_json(kv.value), key, kv.mod_revision)
+
+
+async def list_pipelines(
+    config: Config, *, operator: str | None = None, store: Store | None = None
+) -> list[PipelineEntry]:
+    op = validate_name(operator or config.operator, "operator")
+    async with using_store(config, store) as s:
+        found = await s.range(config.keys.records(op, "pipelines"))
+    entries = []
+    for kv in found:
+        try:
+            entries.append(PipelineEntry(Pipeline.from_json(kv.value), kv.key, kv.mod_revision))
+        except ValueError:
+            continue
+    return entries
+
+
+async def remove_pipeline(config: Config, name: str, *, store: Store | None = None) -> PipelineEntry:
+    async with using_store(config, store) as s:
+        entry = await get_pipeline(config, name, store=s)
+        await s.delete(entry.key, expected_revision=entry.revision)
+    return entry
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def resolve_env(config: Config, step: PipelineStep, cache: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A step's environment with secret references replaced by their local values.
+
+    :raises ConfigError: a referenced secret is not in the operator's secrets file.
+    """
+    secrets = load_secrets(config) if cache is None else cache
+    return {
+        name: secret(config, value.secret, secrets) if isinstance(value, SecretRef) else value
+        for name, value in step.env.items()
+    }
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    """A finished pipeline run: its record, its steps' records, and the error if one failed."""
+
+    record: RunRecord
+    steps: list[RunRecord] = field(default_factory=list)
+    error: RunFailed | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record.to_dict(), "step_runs": [step.to_dict() for step in self.steps]}
+
+
+StepCallback = Callable[[int, PipelineStep, str, RunRecord | None], Awaitable[None] | None]
+
+
+async def run_pipeline(
+    config: Config,
+    name: str,
+    *,
+    runner: str = DEFAULT_RUNNER,
+    publish: bool = True,
+    hub: str | None = None,
+    store: Store | None = None,
+    on_step: StepCallback | None = None,
+) -> PipelineOutcome:
+    """Run every step of pipeline *name* in order (see the module docstring).
+
+    Secrets are resolved before the first step runs, so a missing one stops the pipeline
+    before anything ran. The first step that fails (its tool fails, times out, cannot
+    start, or its publish fails) stops the pipeline: ``outcome.error`` names it.
+    *on_step* hears ``(index, step, "start"|"end", record)``.
+
+    :raises NotFound: no such pipeline. :raises ConfigError: a secret is missing.
+    """
+    op, keys = config.operator, config.keys
+    async with using_store(config, store) as s:
+        pipeline = (await get_pipeline(config, name, store=s)).pipeline
+        uses_secrets = any(isinstance(v, SecretRef) for step in pipeline.steps for v in step.env.values())
+        secrets = load_secrets(config) if uses_secrets else {}
+        envs = [resolve_env(config, step, secrets) for step in pipeline.steps]
+        run_id = new_run_id()
+        key = keys.record(op, "runs", run_id)
+        record = RunRecord(
+            id=run_id,
+            operator=op,
+            kind="pipeline",
+            pipeline=pipeline.name,
+            runner=runner,
+            hub=hub or pipeline.hub,
+            status="running",
+            started_at=now_iso(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        await s.put(key, record.to_json())
+        started = time.monotonic()
+        step_records: list[RunRecord] = []
+        error: RunFailed | None = None
+        previous_output: Path | None = None
+        for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
+            where = f"step {index} '{step.name}' ({step.tool})"
+            if on_step is not None:
+                await _call(on_step(index, step, "start", None))
+            try:
+                step_hub = step.hub or hub or pipeline.hub or None
+                outcome = await run_tool(
+                    config,
+                    RunRequest(
+                        tool=step.tool,
+                        command=step.command or None,
+                        args=step.args,
+                        hub=step_hub,
+                        dataset=step.output,
+                        runner=runner,
+                        publish=publish and step.publish,
+                        input_dir=_input_dir(config, step, step_hub, previous_output),
+                        env=env,
+                        timeout=step.timeout,
+                        pipeline=pipeline.name,
+                        step=step.name,
+                    ),
+                    store=s,
+                )
+            except MaoError as exc:
+                message = f"{where} could not run: {' '.join(str(exc).split())}"
+                record = msgspec.structs.replace(record, status="error", message=message)
+                error = RunFailed(record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code)
+                break
+            step_records.append(outcome.record)
+            record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
+            if on_step is not None:
+                await _call(on_step(index, step, "end", outcome.record))
+            failed = outcome.error
+            if failed is not None:
+                status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
+                message = f"{where} {status}: {failed}"
+                record = msgspec.structs.replace(
+                    record, status=status, exit_code=outcome.record.exit_code, message=message,
+                    log=outcome.record.log,
+                )  # fmt: skip
+                error = RunFailed(
+                    record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
+                )
+                break
+            await s.put(key, record.to_json())
+            previous_output = Path(outcome.record.data_dir)
+        else:
+            last = step_records[-1]
+            record = msgspec.structs.replace(
+                record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
+                rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
+            )  # fmt: skip
+        record = msgspec.structs.replace(
+            record, finished_at=now_iso(), duration=round(time.monotonic() - started, 3)
+        )
+        if error is not None:
+            error = RunFailed(record, error.message, error.exit_code)
+        await s.put(key, record.to_json())
+    return PipelineOutcome(record, step_records, error)
+
+
+def _input_dir(config: Config, step: PipelineStep, hub: str | None, previous: Path | None) -> Path | None:
+    """``MAO_INPUT_DIR`` of a step: its named input dataset, else the previous step's output."""
+    if not step.input:
+        return previous
+    if hub is None:
+        raise UsageError(f"input dataset '{step.input}' needs a hub: give the step or the pipeline a hub")
+    path = config.paths.dataset_dir(hub, step.input)
+    if not path.is_dir():
+        raise NotFound(
+            f"dataset {step.input!r}", f"input dataset '{step.input}' has no working tree at {path}"
+        )
+    return path
+
+
+async def _call(result: Awaitable[None] | None) -> None:
+    if result is not None:
+        await result

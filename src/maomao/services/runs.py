@@ -1,0 +1,362 @@
+"""Running a tool command: the run record, the dataset's working tree, the log, the publish.
+
+One run, in order:
+
+1. the tool's installed checkout and manifest (installed first if needed); the command's
+   argv from the manifest and the arguments (:func:`maomao.manifest.resolve_args`);
+2. the dataset's working tree ``{home}/datasets/{hub}/{dataset}`` (the dataset is named
+   after the tool unless told otherwise) and a local lock on it, so that parallel runs
+   in one home wait for each other instead of failing on git's ``index.lock``;
+3. the run record at ``{ns}/ops/{op}/runs/{id}``: written when the run starts
+   (``waiting`` while the lock is busy, then ``running``) and when it ends;
+4. the runner (``process``, ``sandbox`` or ``container``) with ``MAO_DATA_DIR``,
+   ``MAO_INPUT_DIR``, ``MAO_OPERATOR``, ``MAO_HUB``, ``MAO_RUN_ID``, the command's timeout
+   and the log at ``{home}/runs/{id}.log``; the process starts in the tool's checkout;
+5. on success, the output's digest, and the publish through the datasets service (unless
+   told not to). On failure nothing is published and the log is kept.
+
+Run ids are time-ordered hex (``{time_ns:x}-{random}``): they sort by start time, as
+keys and as file names, and follow the naming rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from maomao.config import Config
+from maomao.errors import MaoError, NotFound, UsageError
+from maomao.etcd import Store
+from maomao.keys import validate_name
+from maomao.manifest import build_argv, resolve_args
+from maomao.models import RunRecord
+from maomao.runners import DEFAULT_RUNNER, DEFAULT_TIMEOUT, RunSpec, get_runner
+from maomao.services.filelock import file_lock
+from maomao.services.secrets import passthrough
+from maomao.services.tools import ensure_installed, tool_lock, using_store
+
+#: How many runs `mao run list` shows unless told otherwise.
+DEFAULT_LIST_LIMIT = 50
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id that follows the naming rule: ``{time_ns:x}-{6 hex}``."""
+    return f"{time.time_ns():016x}-{os.urandom(3).hex()}"  # (the secrets module costs 13 ms to import)
+
+
+class RunFailed(MaoError):
+    """A run (or a pipeline step) did not succeed; carries its record."""
+
+    def __init__(self, record: RunRecord, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.record = record
+        self.exit_code = exit_code
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "run": self.record.to_dict()}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run. ``env`` holds already-resolved values (a pipeline step's); the
+    manifest's ``env`` names are added from the operator's environment and secrets."""
+
+    tool: str
+    command: str | None = None
+    args: Mapping[str, str] = field(default_factory=dict)
+    hub: str | None = None
+    dataset: str | None = None
+    runner: str = DEFAULT_RUNNER
+    publish: bool = True
+    input_dir: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    pipeline: str = ""
+    step: str = ""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run: its final record and, when publishing failed, why."""
+
+    record: RunRecord
+    publish_error: MaoError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status == "succeeded" and self.publish_error is None
+
+    @property
+    def error(self) -> RunFailed | None:
+        """The error a caller raises for this run (``None`` when it succeeded)."""
+        record = self.record
+        if record.status != "succeeded":
+            why = f": {record.message}" if record.message else ""
+            code = f" (exit code {record.exit_code})" if record.exit_code is not None else ""
+            return RunFailed(record, f"run {record.id} {record.status}{code}{why}; log: {record.log}")
+        if self.publish_error is not None:
+            return RunFailed(
+                record,
+                f"run {record.id} succeeded but publishing failed: {self.publish_error}; log: {record.log}",
+                self.publish_error.exit_code,
+            )
+        return None
+
+
+async def run_tool(
+    config: Config,
+    request: RunRequest,
+    *,
+    store: Store | None = None,
+    on_event: Callable[[str, RunRecord], Awaitable[None] | None] | None = None,
+) -> RunOutcome:
+    """Run one tool command (see the module docstring) and return its outcome.
+
+    A tool that fails, times out or cannot start is not an exception: the outcome's
+    record says so (``outcome.error`` is what to raise). *on_event* hears ``waiting``,
+    ``running`` and ``finished`` with the record written at that moment.
+
+    :raises NotFound: the tool is not registered (or has no such command).
+    :raises ManifestError: its maomao.toml is missing or malformed.
+    :raises UsageError: no hub, an unknown runner, arguments that do not fit.
+    :raises RunnerUnavailable: the runner cannot work on this machine.
+    :raises Unavailable: etcd cannot be reached to record the run (nothing ran).
+    """
+    op, keys, paths = config.operator, config.keys, config.paths
+    validate_name(request.tool, "tool")
+    runner = get_runner(request.runner)
+    runner.require()
+    async with using_store(config, store) as s:
+        install, manifest = await ensure_installed(config, request.tool, store=s)
+        command = manifest.command(request.command)
+        args = resolve_args(command, request.args)
+        argv = build_argv(command, args)
+        hub = request.hub or manifest.hub
+        if not hub:
+            raise UsageError(f"tool '{request.tool}' names no default hub: give --hub HUB")
+        validate_name(hub, "hub")
+        dataset = validate_name(request.dataset or request.tool, "dataset")
+        env = {**passthrough(config, command.env), **request.env}
+        run_id = new_run_id()
+        data_dir = paths.dataset_dir(hub, dataset)
+        spec = RunSpec(
+            argv=tuple(argv),
+            data_dir=data_dir,
+            log_file=paths.run_log(run_id),
+            input_dir=request.input_dir,
+            cwd=Path(install.path),
+            env=env,
+            timeout=request.timeout or command.timeout or DEFAULT_TIMEOUT,
+            operator=op,
+            hub=hub,
+            run_id=run_id,
+            image=manifest.image_for(command) or install.image or None,
+        )
+        record = RunRecord(
+            id=run_id,
+            operator=op,
+            kind="tool",
+            tool=request.tool,
+            command=command.name,
+            args=args,
+            argv=argv,
+            env=sorted(env),
+            runner=runner.name,
+            hub=hub,
+            dataset=dataset,
+            data_dir=str(data_dir),
+            input_dir=str(request.input_dir) if request.input_dir is not None else "",
+            tool_commit=install.commit,
+            status="running",
+            started_at=now_iso(),
+            log=str(spec.log_file),
+            pipeline=request.pipeline,
+            step=request.step,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        key = keys.record(op, "runs", run_id)
+
+        async def save(event: str, current: RunRecord) -> None:
+            await s.put(key, current.to_json())
+            if on_event is not None:
+                result = on_event(event, current)
+                if result is not None:
+                    await result
+
+        waiting = msgspec.structs.replace(record, status="waiting")
+        async with (
+            file_lock(tool_lock(config, request.tool), shared=True),
+            file_lock(dataset_lock(config, hub, dataset), on_wait=lambda: save("waiting", waiting)),
+        ):
+            record = msgspec.structs.replace(record, started_at=now_iso())
+            await save("running", record)
+            try:
+                result = await runner.run_async(spec)
+                record = msgspec.structs.replace(
+                    record,
+                    status=str(result.status),
+                    exit_code=result.exit_code,
+                    message=result.message,
+                    started_at=result.started_at,
+                    duration=result.duration,
+                    finished_at=now_iso(),
+                )
+                publish_error: MaoError | None = None
+                if result.ok:
+                    record = _with_output(record, data_dir)
+                    if request.publish:
+                        record, publish_error = await _publish(config, record, data_dir)
+            except BaseException as exc:
+                failed = msgspec.structs.replace(
+                    record, status="error", message=_one_line(exc), finished_at=now_iso()
+                )
+                if isinstance(exc, Exception):
+                    with contextlib.suppress(MaoError):  # keep the original error if etcd is gone too
+                        await save("finished", failed)
+                raise
+            await save("finished", record)
+    return RunOutcome(record, publish_error)
+
+
+def dataset_lock(config: Config, hub: str, dataset: str) -> Path:
+    """The lock that runs writing one dataset's working tree take in turn."""
+    return (
+        config.paths.locks_dir
+        / "runs"
+        / validate_name(hub, "hub")
+        / f"{validate_name(dataset, 'dataset')}.lock"
+    )
+
+
+def _with_output(record: RunRecord, data_dir: Path) -> RunRecord:
+    from maomao.gitstore.snapshot import compute_snapshot
+
+    try:
+        snapshot = compute_snapshot(data_dir)
+    except MaoError as exc:  # a file changed while being read: say so, keep the run
+        return msgspec.structs.replace(record, message=f"output digest unavailable: {exc}")
+    return msgspec.structs.replace(
+        record, digest=snapshot.digest, files=len(snapshot.files), rows=snapshot.total_rows
+    )
+
+
+async def _publish(config: Config, record: RunRecord, data_dir: Path) -> tuple[RunRecord, MaoError | None]:
+    """Publish the run's output through the datasets service; a failure is reported, not raised."""
+    try:
+        from maomao.services.datasets import publish
+    except ImportError:
+        error = MaoError("the datasets service is not available in this installation: use --no-publish")
+        return msgspec.structs.replace(record, publish="failed", publish_error=str(error)), error
+    try:
+        result = await publish(
+            config, data_dir, hub=record.hub, dataset=record.dataset, tool=record.tool, run_id=record.id
+        )
+    except MaoError as exc:
+        return msgspec.structs.replace(record, publish="failed", publish_error=_one_line(exc)), exc
+    return (
+        msgspec.structs.replace(record, publish=result.state, published_commit=result.advertisement.commit),
+        None,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join((str(exc) or type(exc).__name__).split())
+
+
+# -- reading runs ------------------------------------------------------------------------------
+
+
+def _mark_lost(record: RunRecord) -> RunRecord:
+    """A run still ``running`` whose process on this host is gone is reported ``lost``."""
+    if record.finished or record.host != socket.gethostname() or not record.pid:
+        return record
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return msgspec.structs.replace(record, status="lost", message="the process that ran it is gone")
+    except PermissionError:
+        pass
+    return record
+
+
+async def list_runs(
+    config: Config,
+    *,
+    operator: str | None = None,
+    limit: int = DEFAULT_LIST_LIMIT,
+    store: Store | None = None,
+) -> list[RunRecord]:
+    """The newest runs of *operator* (default: this one), newest first: one range read."""
+    op = validate_name(operator or config.operator, "operator")
+    async with using_store(config, store) as s:
+        found = await s.range(config.keys.records(op, "runs"), descending=True, limit=max(limit, 0))
+    runs = []
+    for kv in found:
+        try:
+            runs.append(_mark_lost(RunRecord.from_json(kv.value)))
+        except ValueError:
+            continue
+    return runs
+
+
+async def get_run(
+    config: Config, run_id: str, *, operator: str | None = None, store: Store | None = None
+) -> RunRecord:
+    """One run record. :raises NotFound: no such run."""
+    op = validate_name(operator or config.operator, "operator")
+    key = config.keys.record(op, "runs", run_id)
+    async with using_store(config, store) as s:
+        kv = await s.get(key)
+    if kv is None:
+        raise NotFound(f"run {run_id!r}", f"no run {run_id} of {op}")
+    return _mark_lost(RunRecord.from_json(kv.value))
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """The log of one run (a pipeline run: its steps' logs in order)."""
+
+    run_id: str
+    files: list[str]
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.run_id, "files": self.files, "text": self.text}
+
+
+async def read_log(config: Config, run_id: str, *, store: Store | None = None) -> RunLog:
+    """The log of one of this operator's runs, kept in its home.
+
+    :raises NotFound: no such run, or its log file is gone.
+    """
+    async with using_store(config, store) as s:
+        record = await get_run(config, run_id, store=s)
+        records = [record]
+        if record.kind == "pipeline":
+            records = [await get_run(config, step, store=s) for step in record.steps]
+    parts, files = [], []
+    for item in records:
+        path = Path(item.log)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise NotFound(f"log of run {item.id}", f"the log of run {item.id} is gone ({path})") from None
+        files.append(str(path))
+        if record.kind == "pipeline":
+            parts.append(f"==> step {item.step} ({item.tool}) run {item.id}: {path} <==\n")
+        parts.append(text)
+    return RunLog(run_id, files, "".join(parts))

@@ -1,0 +1,383 @@
+"""The tools registry (who offers which collector) and installing a tool locally.
+
+A tool's record lives under its author's prefix (``{ns}/ops/{op}/tools/{name}``) and its
+name is claimed in the shared index (``{ns}/index/tools/{name}``). The claim is created
+only if absent, in the same transaction as the record, so two operators adding one name
+at once cannot both win, and nothing is ever overwritten silently:
+
+- adding a name nobody holds: one transaction guarded on the claim's absence writes the
+  claim and the record;
+- adding a name we hold updates our record: guarded on the claim still being ours and
+  on the record's mod revision (compare-and-swap; a concurrent update is a Conflict);
+- adding a name another operator holds: :class:`NotOwner` (``tool 'x' is owned by bob``);
+- removing deletes record and claim in one transaction, again only while the claim is ours.
+
+Installing clones the tool's repository into the operator's home (``{home}/tools/{name}``)
+at the registered ref (or one given), validates its ``maomao.toml`` and records the
+installed commit next to it (``{home}/tools/{name}.install.json``, never in etcd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from maomao.config import Config, refuse_secret_url
+from maomao.errors import Conflict, InvalidValue, NotFound, NotOwner
+from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store, open_store
+from maomao.keys import validate_name
+from maomao.manifest import Manifest, ManifestError, load_manifest
+from maomao.models import ToolClaim, ToolInstall, ToolRecord
+from maomao.services.filelock import file_lock
+
+#: Records read per transaction when listing (etcd's default limit is 128 operations).
+_BATCH = 100
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@contextlib.asynccontextmanager
+async def using_store(config: Config, store: Store | None) -> AsyncIterator[Store]:
+    """*store* if the caller has one open, else a new connection for the ``async with`` body."""
+    if store is not None:
+        yield store
+        return
+    async with open_store(config) as opened:
+        yield opened
+
+
+@dataclass(frozen=True)
+class ToolEntry:
+    """A registered tool as read: its record, where it lives and its mod revision."""
+
+    record: ToolRecord
+    key: str
+    revision: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record.to_dict(), "key": self.key, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class ToolChange:
+    """What `mao tool add` did: ``action`` is ``created``, ``updated`` or ``unchanged``."""
+
+    action: str
+    entry: ToolEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "tool": self.entry.to_dict()}
+
+
+def not_owner(config: Config, name: str, owner: str) -> NotOwner:
+    return NotOwner(config.keys.index_tool(name), owner, f"tool '{name}' is owned by {owner}")
+
+
+def check_repo(repo: str) -> str:
+    """A repository URL or local path that git may use and that carries no secret.
+
+    A local path that exists is made absolute, so the record means the same from any
+    working directory.
+    """
+    from maomao.gitstore import check_remote_url
+
+    repo = repo.strip()
+    refuse_secret_url(repo)
+    check_remote_url(repo)
+    if "://" not in repo and not _looks_scp(repo):
+        local = Path(repo).expanduser()
+        if local.exists():
+            return str(local.resolve())
+    return repo
+
+
+def _looks_scp(repo: str) -> bool:
+    head = repo.split("/", 1)[0]
+    return ":" in head and not head.startswith(".")
+
+
+def _check_options(ref: str | None, image: str | None) -> None:
+    if ref:
+        from maomao.gitstore.checkout import validate_ref
+
+        validate_ref(ref)
+    if image is not None and (not image.strip() or any(ch.isspace() for ch in image)):
+        raise InvalidValue(f"invalid image {image!r}: a container image reference has no spaces")
+
+
+def _claim_of(kv: KeyValue) -> ToolClaim:
+    try:
+        return ToolClaim.from_json(kv.value)
+    except ValueError:
+        raise InvalidValue(f"unreadable tool claim at {kv.key}") from None
+
+
+async def add_tool(
+    config: Config,
+    name: str,
+    repo: str,
+    *,
+    ref: str | None = None,
+    image: str | None = None,
+    description: str | None = None,
+    expected_revision: int | None = None,
+    store: Store | None = None,
+) -> ToolChange:
+    """Register *name* (or update our own registration of it); see the module docstring.
+
+    On an update, options left ``None`` keep their registered value. With
+    *expected_revision* the update only happens if the record is still at that revision.
+
+    :raises NotOwner: another operator holds the name (nothing changes).
+    :raises Conflict: our record changed (or the claim went) since it was read.
+    :raises InvalidValue: the URL carries credentials, or a malformed ref or image.
+    """
+    keys, op = config.keys, config.operator
+    validate_name(name, "tool")
+    repo = check_repo(repo)
+    _check_options(ref, image)
+    claim_key, record_key = keys.index_tool(name), keys.tool(op, name)
+    now = now_iso()
+    async with using_store(config, store) as s:
+        if expected_revision is None:
+            record = ToolRecord(
+                name=name,
+                operator=op,
+                repo=repo,
+                ref=ref or "",
+                image=image or "",
+                description=description or "",
+                created_at=now,
+                updated_at=now,
+            )
+            claim = ToolClaim(tool=name, operator=op, key=record_key, claimed_at=now)
+            result = await s.txn(
+                [Compare(claim_key, "create", 0)],
+                [Put(claim_key, claim.to_json()), Put(record_key, record.to_json())],
+                [Get(claim_key), Get(record_key)],
+            )
+            if result.succeeded:
+                return ToolChange("created", ToolEntry(record, record_key, result.revision))
+            claim_reads, record_reads = result.reads
+        else:
+            result = await s.txn([], [Get(claim_key), Get(record_key)])
+            claim_reads, record_reads = result.reads
+        if not claim_reads:
+            raise Conflict(claim_key, expected_revision or 0, 0)
+        claim_kv = claim_reads[0]
+        owner = _claim_of(claim_kv).operator
+        if owner != op:
+            raise not_owner(config, name, owner)
+        current_kv = record_reads[0] if record_reads else None
+        current = ToolRecord.from_json(current_kv.value) if current_kv is not None else None
+        revision = current_kv.mod_revision if current_kv is not None else 0
+        if expected_revision is not None and expected_revision != revision:
+            raise Conflict(record_key, expected_revision, revision)
+        updated = ToolRecord(
+            name=name,
+            operator=op,
+            repo=repo,
+            ref=ref if ref is not None else (current.ref if current else ""),
+            image=image if image is not None else (current.image if current else ""),
+            description=description if description is not None else (current.description if current else ""),
+            created_at=current.created_at if current and current.created_at else now,
+            updated_at=current.updated_at if current else now,
+        )
+        if current is not None and updated == current:
+            return ToolChange("unchanged", ToolEntry(current, record_key, revision))
+        updated = msgspec.structs.replace(updated, updated_at=now)
+        written = await s.txn(
+            [Compare(claim_key, "value", claim_kv.value), Compare(record_key, "mod", revision)],
+            [Put(record_key, updated.to_json())],
+            [Get(claim_key), Get(record_key)],
+        )
+        if not written.succeeded:
+            claim_now, record_now = written.reads
+            if claim_now and _claim_of(claim_now[0]).operator != op:
+                raise not_owner(config, name, _claim_of(claim_now[0]).operator)
+            raise Conflict(record_key, revision, record_now[0].mod_revision if record_now else 0)
+        return ToolChange("updated", ToolEntry(updated, record_key, written.revision))
+
+
+async def remove_tool(config: Config, name: str, *, store: Store | None = None) -> ToolEntry:
+    """Delete our tool's record and its claim in one transaction; returns what was removed.
+
+    :raises NotFound: nobody registered *name*.
+    :raises NotOwner: another operator holds it (nothing changes).
+    :raises Conflict: the claim changed while we removed it.
+    """
+    keys, op = config.keys, config.operator
+    validate_name(name, "tool")
+    claim_key, record_key = keys.index_tool(name), keys.tool(op, name)
+    async with using_store(config, store) as s:
+        read = await s.txn([], [Get(claim_key), Get(record_key)])
+        claim_reads, record_reads = read.reads
+        if not claim_reads:
+            raise NotFound(f"tool {name!r}", f"tool '{name}' is not registered")
+        claim_kv = claim_reads[0]
+        owner = _claim_of(claim_kv).operator
+        if owner != op:
+            raise not_owner(config, name, owner)
+        result = await s.txn(
+            [Compare(claim_key, "value", claim_kv.value)], [Delete(record_key), Delete(claim_key)]
+        )
+        if not result.succeeded:
+            raise Conflict(claim_key, claim_kv.mod_revision, 0)
+    if record_reads:
+        record = ToolRecord.from_json(record_reads[0].value)
+        return ToolEntry(record, record_key, record_reads[0].mod_revision)
+    return ToolEntry(ToolRecord(name=name, operator=op, repo=""), record_key, 0)
+
+
+async def get_tool(config: Config, name: str, *, store: Store | None = None) -> ToolEntry:
+    """The registered tool *name*, whoever owns it.
+
+    :raises NotFound: the name is not claimed, or its claim points at no record.
+    """
+    keys = config.keys
+    validate_name(name, "tool")
+    async with using_store(config, store) as s:
+        claim_kv = await s.get(keys.index_tool(name))
+        if claim_kv is None:
+            raise NotFound(f"tool {name!r}", f"tool '{name}' is not registered (mao tool list shows them)")
+        claim = _claim_of(claim_kv)
+        record_key = keys.tool(claim.operator, name)  # readers verify the pointer's target
+        kv = await s.get(record_key)
+    if kv is None:
+        raise NotFound(f"tool {name!r}", f"tool '{name}' is claimed by {claim.operator} but has no record")
+    return ToolEntry(ToolRecord.from_json(kv.value), record_key, kv.mod_revision)
+
+
+async def list_tools(config: Config, *, store: Store | None = None) -> list[ToolEntry]:
+    """Every registered tool, by name: one range over the index, then the records in batches."""
+    keys = config.keys
+    async with using_store(config, store) as s:
+        claims = await s.range(keys.index_tools)
+        wanted: list[str] = []
+        for kv in claims:
+            name = kv.key.rsplit("/", 1)[-1]
+            with contextlib.suppress(InvalidValue, ValueError):
+                wanted.append(keys.tool(_claim_of(kv).operator, name))
+        entries: list[ToolEntry] = []
+        for start in range(0, len(wanted), _BATCH):
+            batch = wanted[start : start + _BATCH]
+            result = await s.txn([], [Get(key) for key in batch])
+            for found in result.reads:
+                if found:
+                    kv = found[0]
+                    with contextlib.suppress(ValueError):
+                        entries.append(ToolEntry(ToolRecord.from_json(kv.value), kv.key, kv.mod_revision))
+    return entries
+
+
+# -- local installation ------------------------------------------------------------------------
+
+
+def install_file(config: Config, name: str) -> Path:
+    """Where the install record of *name* is kept: next to its checkout."""
+    tool_dir = config.paths.tool_dir(name)
+    return tool_dir.with_name(f"{tool_dir.name}.install.json")
+
+
+def tool_lock(config: Config, name: str) -> Path:
+    """The lock runs share and installs take exclusively, so code never changes under a run."""
+    return config.paths.locks_dir / "tools" / f"{validate_name(name, 'tool')}.lock"
+
+
+def read_install(config: Config, name: str) -> ToolInstall | None:
+    """The local install record of *name*, or ``None`` when the tool is not installed here."""
+    path = install_file(config, name)
+    try:
+        install = ToolInstall.from_json(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return install if (Path(install.path) / ".git").exists() else None
+
+
+def _write_install(config: Config, install: ToolInstall) -> None:
+    path = install_file(config, install.tool)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(install.to_json(), encoding="utf-8")
+    tmp.replace(path)
+
+
+async def install_tool(
+    config: Config, name: str, *, ref: str | None = None, store: Store | None = None
+) -> ToolInstall:
+    """Clone (or update in place) the tool's repository at *ref* (default: the registered
+    ref, else the remote's HEAD) and validate its manifest.
+
+    A manifest that is missing or malformed is one :class:`ManifestError` line naming the
+    file; the previous installation (if any) is then put back, a first one removed.
+
+    :raises NotFound: the tool is not registered.
+    :raises GitError: the repository cannot be fetched or has no such ref.
+    """
+    entry = await get_tool(config, name, store=store)
+    if ref:
+        _check_options(ref, None)
+    wanted = ref or entry.record.ref or None
+    dest = config.paths.tool_dir(name)
+    async with file_lock(tool_lock(config, name)):
+        previous = read_install(config, name)
+        commit = await asyncio.to_thread(_checkout, entry.record.repo, wanted, dest)
+        try:
+            manifest = load_manifest(dest)
+        except ManifestError:
+            if previous is not None and previous.commit != commit:
+                await asyncio.to_thread(_checkout, entry.record.repo, previous.commit, dest)
+            elif previous is None:
+                shutil.rmtree(dest, ignore_errors=True)
+                install_file(config, name).unlink(missing_ok=True)
+            raise
+        install = ToolInstall(
+            tool=name,
+            owner=entry.record.operator,
+            repo=entry.record.repo,
+            ref=wanted or "",
+            commit=commit,
+            path=str(dest),
+            manifest_name=manifest.name,
+            commands=list(manifest.command_names),
+            image=entry.record.image,
+            installed_at=now_iso(),
+            previous_commit=previous.commit if previous is not None else "",
+        )
+        _write_install(config, install)
+    return install
+
+
+def _checkout(repo: str, ref: str | None, dest: Path) -> str:
+    from maomao.gitstore.checkout import clone_or_update
+
+    return clone_or_update(repo, ref, dest)
+
+
+def installed_manifest(config: Config, name: str) -> tuple[ToolInstall, Manifest] | None:
+    """The local install of *name* and its validated manifest, or ``None`` if not installed."""
+    install = read_install(config, name)
+    if install is None:
+        return None
+    return install, load_manifest(Path(install.path))
+
+
+async def ensure_installed(
+    config: Config, name: str, *, store: Store | None = None
+) -> tuple[ToolInstall, Manifest]:
+    """The tool's local install and manifest, installing it first if needed."""
+    validate_name(name, "tool")
+    found = installed_manifest(config, name)
+    if found is not None:
+        return found
+    install = await install_tool(config, name, store=store)
+    return install, load_manifest(Path(install.path))
