@@ -404,3 +404,21 @@ def test_unknown_runner() -> None:
         get_runner("docker")
     assert str(info.value) == "unknown runner 'docker' (choices: process, sandbox, container)"
     assert isinstance(info.value, UsageError) and info.value.exit_code == EXIT_USAGE
+
+
+def test_sandbox_shows_a_program_living_under_tmp(tmp_path: Path, sandbox: SandboxRunner) -> None:
+    """A virtualenv made under /tmp (a CI checkout, say) stays visible through the private tmpfs."""
+    import shutil
+
+    venv_like = Path("/tmp") / f"mao-prog-{uuid.uuid4().hex[:8]}"
+    try:
+        (venv_like / "bin").mkdir(parents=True)
+        program = venv_like / "bin" / "hello"
+        program.write_text("#!/bin/sh\necho hello from under tmp\n")
+        program.chmod(0o755)
+        data = tmp_path / "data"
+        result = sandbox.run(RunSpec(argv=[str(program)], data_dir=data, log_file=tmp_path / "run.log"))
+        assert result.ok, (tmp_path / "run.log").read_text()
+        assert "hello from under tmp" in (tmp_path / "run.log").read_text()
+    finally:
+        shutil.rmtree(venv_like, ignore_errors=True)

@@ -7,6 +7,7 @@ types and sees); everything it starts is stopped at the end, even on failure.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -29,6 +30,35 @@ hubs:
     description: Artifact Hub packages
     threshold: 0.25
     owner: null
+"""
+
+
+TOOL_MANIFEST = """\
+name = "hubstats"
+description = "Top repositories of a hub, as CSV"
+hub = "dockerhub"
+
+[commands.collect]
+description = "Write the top repositories and their pulls"
+run = ["python3", "collect.py", "{rows}"]
+timeout = 60
+
+[commands.collect.args.rows]
+help = "how many repositories"
+default = "3"
+"""
+
+TOOL_SCRIPT = """\
+import csv, os, sys
+
+rows = int(sys.argv[1])
+names = ["library/nginx", "library/redis", "library/postgres", "library/node", "library/python"]
+with open(os.path.join(os.environ["MAO_DATA_DIR"], "top.csv"), "w", newline="") as fh:
+    out = csv.writer(fh)
+    out.writerow(["rank", "repository", "hub"])
+    for rank, name in enumerate(names[:rows], 1):
+        out.writerow([rank, name, os.environ["MAO_HUB"]])
+print(f"hubstats: wrote {rows} rows for {os.environ['MAO_HUB']} (run {os.environ['MAO_RUN_ID']})")
 """
 
 
@@ -55,11 +85,19 @@ class Demo:
         return proc
 
     def run(self) -> None:
+        from maomao.gitstore.server import init_bare, start_daemon
+
         port, peer = free_port(), free_port()
         url = f"http://127.0.0.1:{port}"
+        served = self.root / "git-server"
+        for repo in ("alice-dockerhub-images", "alice-dockerhub-hubstats"):
+            init_bare(served / f"{repo}.git")
+        self.daemon = start_daemon(served, free_port(), allow_push=True)
+        remote_template = self.daemon.url("{operator}-{hub}-{dataset}.git")
+        print(f"(a local git server for the demo: {self.daemon.url('')} serving {served})")
 
         self.say("alice starts a federation: a node with an embedded single-member etcd")
-        self.mao("alice", "init", "--operator", "alice", "--embedded",
+        self.mao("alice", "init", "--operator", "alice", "--embedded", "--git-remote", remote_template,
                  "--client-port", str(port), "--peer-port", str(peer), "--presence-ttl", "3")  # fmt: skip
         self.mao("alice", "up", "--detach")
         self.started.append("alice")
@@ -91,11 +129,6 @@ class Demo:
         self.mao("bob", "etcd", "dump", "ops/alice/notes")
 
         self.say("alice collects two CSVs about Docker Hub and publishes them: git push, then etcd")
-        from maomao.gitstore.server import init_bare, start_daemon
-
-        served = self.root / "git-server"
-        init_bare(served / "alice-dockerhub.git")
-        self.daemon = start_daemon(served, free_port(), allow_push=True)
         data = self.root / "alice-work" / "images"
         data.mkdir(parents=True)
         (data / "repositories.csv").write_text(
@@ -105,22 +138,31 @@ class Demo:
         (data / "tags.csv").write_text(
             "repository,tag,size_mb\nlibrary/nginx,1.27,67\nlibrary/redis,7.4,45\n"
         )
-        self.mao("alice", "dataset", "publish", str(data), "--hub", "dockerhub",
-                 "--remote", self.daemon.url("alice-dockerhub.git"))  # fmt: skip
+        self.mao("alice", "dataset", "publish", str(data), "--hub", "dockerhub")
 
         self.say("bob finds it: hubs -> dates -> snapshots, then retrieves exactly that commit, verified")
         self.mao("bob", "dataset", "hubs")
         proc = self.mao("bob", "--json", "dataset", "dates", "dockerhub")
-        import json
-
         date = json.loads(proc.stdout)["dates"][0]
         self.mao("bob", "dataset", "list", "--hub", "dockerhub", "--date", date)
-        self.mao("bob", "dataset", "retrieve", "dockerhub", date, "alice")
-        path = str(self.homes["bob"] / "imports" / "dockerhub" / date / "alice" / "images")
-        self.mao("bob", "dataset", "verify", path)
-        print(f"    $ head {Path(path) / 'repositories.csv'}")
-        for line in (Path(path) / "repositories.csv").read_text().splitlines():
+        self.mao("bob", "dataset", "retrieve", "dockerhub", date, "alice", "--dataset", "images")
+        path = self.homes["bob"] / "imports" / "dockerhub" / date / "alice" / "images"
+        self.mao("bob", "dataset", "verify", str(path))
+        print(f"    $ cat {path / 'repositories.csv'}")
+        for line in (path / "repositories.csv").read_text().splitlines():
             print(f"      {line}")
+
+        self.say("alice registers a collector tool (a git repository with a maomao.toml); the name is hers")
+        tool_url = self.make_tool(served)
+        self.mao("alice", "tool", "add", "hubstats", "--repo", tool_url,
+                 "--description", "Top repositories of a hub, as CSV")  # fmt: skip
+        self.mao("bob", "tool", "add", "hubstats", "--repo", tool_url, check=False)
+        self.mao("alice", "tool", "install", "hubstats")
+
+        self.say("alice runs it: the output lands in the dataset's tree and is published on success")
+        self.mao("alice", "tool", "run", "hubstats", "collect", "-a", "rows=4", "--hub", "dockerhub")
+        self.mao("alice", "run", "list")
+        self.mao("bob", "dataset", "list", "--hub", "dockerhub")
 
         self.say("bob's node stops; his presence leaves with its lease")
         self.mao("bob", "down")
@@ -134,6 +176,22 @@ class Demo:
             if self.mao("alice", "status", check=False).returncode == 3:
                 break
             time.sleep(0.1)
+
+    def make_tool(self, served: Path) -> str:
+        """A real collector tool: a git repository whose command writes CSVs."""
+        from maomao import gitstore
+
+        work = self.root / "hubstats-src"
+        work.mkdir()
+        (work / "maomao.toml").write_text(TOOL_MANIFEST)
+        (work / "collect.py").write_text(TOOL_SCRIPT)
+        gitstore.ensure_repo(work, user_name="alice")
+        gitstore.commit_all(work, "hubstats collector")
+        from maomao.gitstore.server import init_bare
+
+        init_bare(served / "hubstats.git")
+        gitstore.push(work, self.daemon.url("hubstats.git"), "main")
+        return str(self.daemon.url("hubstats.git"))
 
     def cleanup(self) -> None:
         if self.daemon is not None:

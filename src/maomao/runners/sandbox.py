@@ -31,6 +31,19 @@ ISOLATION = ("--unshare-net", "--unshare-pid", "--die-with-parent", "--new-sessi
 BASE_MOUNTS = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp")
 
 
+def _program_tree(program: str) -> Path | None:
+    """The top directory under ``/tmp`` holding an absolute *program* (a virtualenv made
+    there, say), which the private tmpfs would hide: it is shown read-only."""
+    path = Path(program)
+    if not path.is_absolute():
+        return None
+    tmp = Path("/tmp")
+    for candidate in (path, path.resolve()):
+        if candidate.is_relative_to(tmp) and candidate != tmp:
+            return tmp / candidate.relative_to(tmp).parts[0]
+    return None
+
+
 class SandboxRunner(Runner):
     """No network, no writes outside the data directory; needs ``bwrap`` that works here."""
 
@@ -78,6 +91,9 @@ class SandboxRunner(Runner):
         if not cwd.is_relative_to(data):
             # Under /tmp the working directory would be hidden by the private tmpfs.
             argv += ["--ro-bind", str(cwd), str(cwd)]
+        program = _program_tree(spec.argv[0])
+        if program is not None and not cwd.is_relative_to(program):
+            argv += ["--ro-bind", str(program), str(program)]
         argv += ["--bind", data, data]
         if spec.input_dir is not None:
             source = str(spec.input_dir.resolve())
