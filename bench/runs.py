@@ -138,7 +138,6 @@ def main() -> None:
             mao = shutil.which("mao", path=str(Path(sys.executable).parent)) or "mao"
             session_env = {**os.environ, "MAO_HOME": str(config.home), "MAO_NO_INPUT": "1"}
             cached_env = {k: v for k, v in session_env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            cached_env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
 
             def cli_run(env: dict[str, str]) -> Callable[[], object]:
                 argv = [mao, "tool", "run", "bench", "collect", "--no-publish"]

@@ -59,15 +59,7 @@ def _b(data: str | bytes) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else data
 
 
-def _kv(item: Any) -> KeyValue:
-    return KeyValue(
-        item.key.decode("utf-8", "surrogateescape"),
-        item.value,
-        item.mod_revision,
-        item.create_revision,
-        item.version,
-        item.lease,
-    )
+_kv = KeyValue.wrap
 
 
 def host_port(url: str) -> str:
