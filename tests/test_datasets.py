@@ -256,7 +256,29 @@ def test_running_node_writes_the_outbox(alice_bob, bare_repo, etcdctl, ns, tmp_p
     assert json.loads(queued.stdout)["state"] == "queued"
     assert alice("up", "--detach").code == 0
     try:
-        wait_until(lambda: bool(etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/helm/")), 15, "the node to advertise")
+        wait_until(
+            lambda: bool(etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/helm/")), 15, "the node to advertise"
+        )
         assert not list((alice.home / "outbox").glob("*.json"))
     finally:
         alice("down")
+
+
+async def test_concurrent_publishes_in_one_process_wait_not_deadlock(
+    alice_bob, bare_repo, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from maomao.config import load
+    from maomao.services.datasets import publish as publish_service
+
+    alice, _ = alice_bob
+    config = load(alice.home)
+    remote = bare_repo("inproc.git")
+    data = write_data(tmp_path / "data")
+    results = await asyncio.wait_for(
+        asyncio.gather(*(publish_service(config, data, hub="helm", remote=str(remote)) for _ in range(3))),
+        timeout=60,
+    )
+    assert {r.state for r in results} == {"advertised"}
+    assert results[-1].advertisement.commit == git("rev-parse", "refs/heads/main", cwd=remote)

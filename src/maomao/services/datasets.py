@@ -16,15 +16,12 @@ a staging directory, check commit and digest, and only then rename it into
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from maomao.keys import validate_date, validate_name
 from maomao.models import Advertisement, IndexEntry, PublishResult, RetrieveResult
 from maomao.paths import import_path
 from maomao.services import advertising
+from maomao.services.filelock import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +64,10 @@ def default_dataset(directory: Path) -> str:
         return "data"
 
 
-@contextlib.contextmanager
-def local_lock(config: Config, directory: Path) -> Iterator[None]:
-    """Serialise work on one directory within this home (blocking wait, not failure)."""
-    folder = config.paths.locks_dir
-    folder.mkdir(parents=True, exist_ok=True)
+def tree_lock_path(config: Config, directory: Path) -> Path:
+    """The lock file serialising publishes of one working tree within this home."""
     digest = hashlib.sha1(str(directory.resolve()).encode(), usedforsecurity=False).hexdigest()[:16]
-    with (folder / f"tree-{digest}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return config.paths.locks_dir / f"tree-{digest}.lock"
 
 
 def ssh_key(config: Config) -> gitstore.SshKey | None:
@@ -176,7 +166,7 @@ async def publish(
     url = resolve_remote(config, directory, remote, hub, dataset)
     key = config.keys.snapshot(config.operator, hub, date, dataset)
 
-    with local_lock(config, directory):
+    async with file_lock(tree_lock_path(config, directory)):
         pushed = await asyncio.to_thread(
             _commit_and_push, config, directory, url, hub, date, dataset, progress
         )
