@@ -282,3 +282,21 @@ async def test_concurrent_publishes_in_one_process_wait_not_deadlock(
     )
     assert {r.state for r in results} == {"advertised"}
     assert results[-1].advertisement.commit == git("rev-parse", "refs/heads/main", cwd=remote)
+
+
+def test_advertised_digest_that_does_not_match_fails_and_leaves_nothing(
+    alice_bob, bare_repo, etcdctl, ns, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = alice_bob
+    data = write_data(tmp_path / "data")
+    doc = publish(
+        alice, data, "--hub", "quay", "--date", "2026-11-24", "--remote", str(bare_repo("tamper.git"))
+    )
+    key = f"{ns}/ops/alice/snapshots/quay/2026-11-24/data"
+    tampered = {**doc["advertisement"], "digest": "sha256:" + "0" * 64}
+    etcdctl.put(key, json.dumps(tampered))
+    result = bob("dataset", "retrieve", "quay", "2026-11-24", "alice")
+    assert result.code == 1, result.err
+    assert "digest mismatch" in result.err and result.err.count("\n") == 1
+    parent = bob.home / "imports" / "quay" / "2026-11-24" / "alice"
+    assert not parent.exists() or not any(parent.iterdir())

@@ -298,3 +298,41 @@ async def test_parallel_runs_in_one_home_wait_instead_of_failing(publishing: Con
     remote = tmp_path / "remotes" / "collector.git"
     log = git(remote, "log", "--format=%H", "main").splitlines()
     assert {o.record.published_commit for o in outcomes} <= set(log)  # each one committed and pushed
+
+
+def test_with_a_node_up_the_node_runs_the_tool_for_the_command(
+    operator_home, tmp_path: Path, etcdctl, ns: str
+) -> None:  # type: ignore[no-untyped-def]
+    """`mao tool run` hands the run to the running node (no etcd client start-up in the
+    command); output, record, errors and exit codes are the same as when it runs itself."""
+    alice = operator_home("alice")
+    assert alice("tool", "add", "collector", "--repo", str(collector_repo(tmp_path))).code == 0
+    up = alice("--json", "up", "--detach")
+    assert up.code == 0, up.err
+    node_pid = up.json()["pid"]
+    try:
+        assert (alice.home / "node.sock").exists()
+        result = alice("--json", "tool", "run", "collector", "collect", "-a", "rows=3", "--no-publish")
+        assert result.code == 0, result.err
+        record = result.json()
+        assert record["pid"] == node_pid  # the node ran it
+        assert record["status"] == "succeeded" and record["rows"] == 3
+        assert json.loads(etcdctl.get(f"{ns}/ops/alice/runs/{record['id']}")) == record
+        human = alice("tool", "run", "collector", "collect", "-a", "rows=2", "--no-publish")
+        assert human.code == 0 and "log:" in human.err and "succeeded" in human.out
+
+        failed = alice("--json", "tool", "run", "collector", "fail", "--no-publish")
+        assert failed.code == 1
+        doc = json.loads(failed.out)
+        assert doc["error"] == "RunFailed" and doc["run"]["exit_code"] == 3 and doc["run"]["pid"] == node_pid
+        assert re.search(r"^error: run \S+ failed \(exit code 3\); log: \S+$", failed.err, re.M)
+
+        # a command whose settings differ from the node's runs by itself
+        other = subprocess.run(
+            [sys.executable, "-m", "maomao", "--json", "tool", "run", "collector", "collect", "--no-publish"],
+            env={**alice.env(), "MAO_NAMESPACE": ns + "-x"}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert other.returncode != 0 or json.loads(other.stdout)["pid"] != node_pid
+    finally:
+        assert alice("down").code == 0
+    assert not (alice.home / "node.sock").exists()

@@ -114,6 +114,15 @@ class Config:
         except FileNotFoundError:
             raise ConfigError(f"etcd user {self.etcd_user} needs a password in {path}") from None
 
+    def identity(self) -> dict[str, Any]:
+        """What a command and the running node must agree on for the node to act for it."""
+        return {
+            "home": str(self.home),
+            "operator": self.operator,
+            "namespace": self.namespace,
+            "endpoints": list(self.endpoints),
+        }
+
     def to_file(self) -> dict[str, Any]:
         """The TOML document written by ``mao init``."""
         doc: dict[str, Any] = {

@@ -6,6 +6,8 @@ from typing import Any, Self
 
 import msgspec
 
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):
     """Base of the records that cross layers and etcd: frozen, typed, JSON in and out.
@@ -30,8 +32,11 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Self:
+        decoder = _DECODERS.get(cls)
+        if decoder is None:
+            decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)
         try:
-            return msgspec.json.decode(raw, type=cls)
+            return decoder.decode(raw)  # type: ignore[no-any-return]
         except msgspec.MsgspecError as exc:
             raise ValueError(f"invalid {cls.__name__}: {exc}") from None
 

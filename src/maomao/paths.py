@@ -31,6 +31,10 @@ class Home:
         return self.root / "node.pid"
 
     @property
+    def control_socket(self) -> Path:
+        return self.root / "node.sock"
+
+    @property
     def etcd_pid_file(self) -> Path:
         return self.root / "etcd.pid"
 

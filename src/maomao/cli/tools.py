@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Runners fork (to set resource limits) while the etcd channel is open; grpc's fork
-# handlers would then print "skipping fork() handlers" on the user's terminal. maomao never
-# uses grpc in a forked child (it execs at once), so they stay off unless asked for. grpc
-# reads this when it is first imported, which in `mao` happens after this module loads.
-
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 RUNNER_CHOICES = ("process", "sandbox", "container")
 
@@ -240,8 +234,14 @@ def tool_run(
     runner: str,
     timeout: float | None,
 ) -> None:
-    """Run COMMAND of tool NAME into its dataset's working tree; publish the output on success."""
-    from maomao.services.runs import RunRequest, run_tool
+    """Run COMMAND of tool NAME into its dataset's working tree; publish the output on success.
+
+    When a node runs for this home, it does the run (its etcd connection is open and
+    its imports are done); otherwise the run happens in this process.
+    """
+    import os
+
+    from maomao.models import RunRecord
 
     config = _config()
     args = parse_args(pairs)
@@ -259,17 +259,34 @@ def tool_run(
                 f"({record.runner}); log: {record.log}"
             )
 
-    request = RunRequest(
-        tool=name,
-        command=command,
-        args=args,
-        hub=hub,
-        dataset=dataset,
-        runner=runner,
-        publish=not no_publish,
-        timeout=timeout,
+    params: dict[str, Any] = {
+        "tool": name,
+        "command": command,
+        "args": args,
+        "hub": hub,
+        "dataset": dataset,
+        "runner": runner,
+        "publish": not no_publish,
+        "timeout": timeout,
+        "environ": dict(os.environ),
+    }
+    from maomao.cli.nodeclient import call
+
+    done = call(
+        config.paths.control_socket,
+        "tool.run",
+        params,
+        config.identity(),
+        on_event=None if GLOBALS.json else lambda event, doc: started(event, RunRecord.from_dict(doc)),
     )
-    outcome = _arun(run_tool(config, request, on_event=None if GLOBALS.json else started))
+    if done is not None:
+        record = RunRecord.from_dict(done)
+        emit(record.to_dict(), _run_summary(record))
+        return
+
+    from maomao.services.runs import RunRequest, run_tool
+
+    outcome = _arun(run_tool(config, RunRequest(**params), on_event=None if GLOBALS.json else started))
     if outcome.error is not None:
         raise outcome.error
     emit(outcome.record.to_dict(), _run_summary(outcome.record))

@@ -157,13 +157,21 @@ class Node:
                 log.info("node of %s ready", self.config.operator)
                 if on_ready is not None:
                     on_ready()
-                outbox = asyncio.create_task(self._flush_outbox(store, stop), name="outbox")
+                from maomao.services import control
+
+                helpers = [
+                    asyncio.create_task(self._flush_outbox(store, stop), name="outbox"),
+                    asyncio.create_task(control.serve(self.config, store, stop), name="control"),
+                ]
                 try:
                     await self._hold_presence(store, stop)
                 finally:
-                    outbox.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await outbox
+                    stop.set()
+                    for task in helpers:
+                        task.cancel()
+                    for task in helpers:
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
                     await self._leave()  # while the store is still open
         finally:
             await self._shutdown()

@@ -86,6 +86,9 @@ class RunRequest:
     timeout: float | None = None
     pipeline: str = ""
     step: str = ""
+    #: The operator's environment the manifest's ``env`` names and ``PATH`` come from
+    #: (default: this process's). The CLI sends its own when the node runs the tool.
+    environ: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,9 @@ async def run_tool(
             raise UsageError(f"tool '{request.tool}' names no default hub: give --hub HUB")
         validate_name(hub, "hub")
         dataset = validate_name(request.dataset or request.tool, "dataset")
-        env = {**passthrough(config, command.env), **request.env}
+        env = {**passthrough(config, command.env, request.environ), **request.env}
+        if request.environ is not None and "PATH" in request.environ and request.runner != "container":
+            env.setdefault("PATH", request.environ["PATH"])  # programs as the caller finds them
         run_id = new_run_id()
         data_dir = paths.dataset_dir(hub, dataset)
         spec = RunSpec(

@@ -73,11 +73,15 @@ def secret(config: Config, name: str, cache: Mapping[str, str] | None = None) ->
     return secrets[name]
 
 
-def passthrough(config: Config, names: Iterable[str]) -> dict[str, str]:
-    """Values of a manifest's ``env`` names: the operator's environment first, then the
-    secrets file; names found in neither are left out (the tool decides what it needs)."""
+def passthrough(
+    config: Config, names: Iterable[str], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Values of a manifest's ``env`` names: the operator's environment (*environ*, by
+    default this process's) first, then the secrets file; names found in neither are left
+    out (the tool decides what it needs)."""
+    source = os.environ if environ is None else environ
     wanted = list(names)
-    found = {name: os.environ[name] for name in wanted if name in os.environ}
+    found = {name: source[name] for name in wanted if name in source}
     missing = [name for name in wanted if name not in found]
     if missing:
         secrets = load_secrets(config)
