@@ -23,7 +23,6 @@ from maomao.errors import UsageError
 T = TypeVar("T")
 
 
-
 def load_config() -> Config:
     from maomao import config
 
@@ -196,11 +195,16 @@ def status() -> None:
 @app.command()
 def members() -> None:
     """Operators of the federation, and who is online now."""
-    from maomao.services.members import list_members
+    from maomao.cli.nodeclient import call
 
     config = load_config()
-    found = arun(list_members(config))
-    rows = [m.to_dict() for m in found]
+    served = call(config.paths.control_socket, "members", {}, config.identity())
+    if served is not None:
+        rows = served["members"]
+    else:
+        from maomao.services.members import list_members
+
+        rows = [m.to_dict() for m in arun(list_members(config))]
     emit(
         {"members": rows},
         table(

@@ -240,8 +240,7 @@ def tool_run(
     its imports are done); otherwise the run happens in this process.
     """
     import os
-
-    from maomao.models import RunRecord
+    from types import SimpleNamespace
 
     config = _config()
     args = parse_args(pairs)
@@ -250,7 +249,7 @@ def tool_run(
     if GLOBALS.interactive:
         command, args = _pick_command(config, name, command, args)
 
-    def started(event: str, record: RunRecord) -> None:
+    def started(event: str, record: Any) -> None:
         if event == "waiting":
             note(f"run {record.id}: waiting for another run of {record.hub}/{record.dataset}…")
         elif event == "running":
@@ -277,11 +276,10 @@ def tool_run(
         "tool.run",
         params,
         config.identity(),
-        on_event=None if GLOBALS.json else lambda event, doc: started(event, RunRecord.from_dict(doc)),
+        on_event=None if GLOBALS.json else lambda event, doc: started(event, SimpleNamespace(**doc)),
     )
-    if done is not None:
-        record = RunRecord.from_dict(done)
-        emit(record.to_dict(), _run_summary(record))
+    if done is not None:  # rendered from the plain document: no need to load the models
+        emit(done, _run_summary(SimpleNamespace(**done)))
         return
 
     from maomao.services.runs import RunRequest, run_tool
@@ -326,7 +324,8 @@ def _pick_command(
     return command, ask_arguments(chosen, args, every=every)
 
 
-def _run_summary(record: RunRecord) -> str:
+def _run_summary(record: Any) -> str:
+    """Summary of a run record (a RunRecord, or its document as attributes)."""
     lines = [f"run {record.id} {record.status} in {record.duration:.2f}s (exit code {record.exit_code})"]
     if record.kind == "tool":
         lines.append(f"output: {record.data_dir}: {record.files} files, {record.rows} rows, {record.digest}")

@@ -2,7 +2,7 @@
 
 A `mao` process pays ~0.2 s to import grpc and the etcd client before it does anything;
 the node has them loaded and its etcd connection open. So when a node runs for the home,
-`mao tool run` sends its request over ``{MAO_HOME}/node.sock`` (a Unix socket, mode 0600
+`mao tool run` and `mao members` send their request over ``{MAO_HOME}/node.sock`` (a Unix socket, mode 0600
 in the 0700 home: only the operator) and prints what comes back.
 
 Protocol: one JSON request line ``{"op", "params", "client"}``; the node answers with
@@ -76,6 +76,12 @@ async def _dispatch(
         await _send(writer, {"ok": False, "fallback": "the command's settings differ from the node's"})
         return
     op = request.get("op")
+    if op == "members":
+        from maomao.services.members import list_members
+
+        found = await list_members(config, store)
+        await _send(writer, {"ok": True, "result": {"members": [m.to_dict() for m in found]}})
+        return
     if op != "tool.run":
         await _send(writer, {"ok": False, "fallback": f"the node does not serve {op!r}"})
         return

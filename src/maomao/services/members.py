@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from maomao.config import Config
-from maomao.etcd import open_store
+from maomao.etcd import Store, open_store
 from maomao.models import MemberInfo, Presence
 
 
-async def list_members(config: Config) -> list[MemberInfo]:
+async def list_members(config: Config, store: Store | None = None) -> list[MemberInfo]:
     """Two range reads, whose cost grows with the number of operators only."""
     keys = config.keys
-    async with open_store(config) as store:
-        known = await store.range(keys.index_operators, keys_only=True)
-        online = await store.range(keys.index_presences)
+    if store is None:
+        async with open_store(config) as own:
+            return await list_members(config, own)
+    known = await store.range(keys.index_operators, keys_only=True)
+    online = await store.range(keys.index_presences)
     present: dict[str, Presence] = {}
     for kv in online:
         try:
