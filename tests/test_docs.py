@@ -15,7 +15,10 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 def command_paths(group: click.Group, prefix: str = "mao") -> list[str]:
     paths = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
         path = f"{prefix} {name}"
         if isinstance(command, click.Group):
             paths.extend(command_paths(command, path))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +280,3 @@ def save(config: Config, *, force: bool = False) -> Path:
     tmp.replace(path)
     return path
 
-
-def with_endpoints(config: Config, endpoints: tuple[str, ...]) -> Config:
-    return replace(config, endpoints=endpoints)

@@ -39,8 +39,32 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class LazyGroup(click.Group):
+    """The root group: command groups living in their own modules are imported only when
+    used (or listed by --help), so a command pays only for the code it runs."""
+
+    lazy = {
+        "dataset": "maomao.cli.datasets:dataset_group",
+        "tool": "maomao.cli.tools:tool_group",
+        "run": "maomao.cli.tools:run_group",
+        "pipeline": "maomao.cli.tools:pipeline_group",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group(
     name="mao",
+    cls=LazyGroup,
     context_settings=CONTEXT,
     invoke_without_command=True,
     help="maomao: collect microservice-hub data, share it through git and etcd, with no central server.",
@@ -288,18 +312,3 @@ def demo(keep: bool) -> None:
 
     raise click.exceptions.Exit(run_demo(keep=keep))
 
-
-def _register() -> None:
-    from maomao.cli.datasets import dataset_group
-
-    app.add_command(dataset_group)
-
-
-_register()
-
-
-from maomao.cli.tools import pipeline_group, run_group, tool_group  # noqa: E402
-
-app.add_command(tool_group)
-app.add_command(run_group)
-app.add_command(pipeline_group)
