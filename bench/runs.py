@@ -83,6 +83,22 @@ def median_ms(runs: int, warmup: int, op: Callable[[], object]) -> float:
     return statistics.median(times) * 1000
 
 
+def interleaved_ms(runs: int, warmup: int, ops: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Median milliseconds of each op, the ops taking turns (in rotating order) so that
+    the machine's drift (large on this VM) hits all of them alike."""
+    for op in ops.values():
+        for _ in range(warmup):
+            op()
+    times: dict[str, list[float]] = {name: [] for name in ops}
+    names = list(ops)
+    for r in range(runs):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            started = time.perf_counter()
+            ops[name]()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
+
+
 async def amedian_ms(runs: int, warmup: int, op: Callable[[], object]) -> float:
     async def once() -> float:
         started = time.perf_counter()
@@ -131,31 +147,29 @@ def main() -> None:
                 "MAO_HUB": "benchhub",
                 "MAO_RUN_ID": "direct",
             }
-            direct = median_ms(
-                runs, warmup, lambda: subprocess.run(argv, cwd=install.path, env=env, check=True)
-            )
+
+            def run_direct() -> None:
+                subprocess.run(argv, cwd=install.path, env=env, check=True)
 
             mao = shutil.which("mao", path=str(Path(sys.executable).parent)) or "mao"
             session_env = {**os.environ, "MAO_HOME": str(config.home), "MAO_NO_INPUT": "1"}
             cached_env = {k: v for k, v in session_env.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
-            def cli_run(env: dict[str, str]) -> Callable[[], object]:
-                argv = [mao, "tool", "run", "bench", "collect", "--no-publish"]
-                return lambda: subprocess.run(argv, env=env, check=True, capture_output=True)
+            def command(*args: str) -> Callable[[], object]:
+                return lambda: subprocess.run([mao, *args], env=cached_env, check=True, capture_output=True)
 
-            cli = median_ms(runs, warmup, cli_run(cached_env))
+            tool_run = command("tool", "run", "bench", "collect", "--no-publish")
+            no_node = interleaved_ms(runs, warmup, {"direct": run_direct, "cli": tool_run})
             # the usual set-up: `mao up -d` runs, and the command hands the run to the node
             subprocess.run([mao, "up", "--detach"], env=cached_env, check=True, capture_output=True)
             try:
-                cli_node = median_ms(runs, warmup, cli_run(cached_env))
+                with_node = interleaved_ms(
+                    runs, warmup, {"direct": run_direct, "cli": tool_run, "help": command("--help")}
+                )
             finally:
                 subprocess.run([mao, "down"], env=cached_env, check=True, capture_output=True)
-            help_argv = [mao, "--help"]
-            help_ms = median_ms(
-                runs,
-                warmup,
-                lambda: subprocess.run(help_argv, env=cached_env, check=True, capture_output=True),
-            )
+            direct, cli_node, help_ms = with_node["direct"], with_node["cli"], with_node["help"]
+            cli = no_node["cli"] - no_node["direct"] + direct  # its added time, on the same baseline
             import_argv = [sys.executable, "-c", "import maomao.services.runs"]
             import_ms = median_ms(
                 runs, warmup, lambda: subprocess.run(import_argv, env=cached_env, check=True)
@@ -181,7 +195,7 @@ def main() -> None:
             process.terminate()
             process.wait(10)
 
-    print(f"median of {runs} runs each (process runner, --no-publish, one embedded etcd)\n")
+    print(f"median of {runs} runs each, taking turns (process runner, --no-publish, one embedded etcd)\n")
     print(f"{'figure':<34}{'ms':>9}{'added ms':>10}  goal")
     print(f"{'direct (subprocess of the argv)':<34}{direct:>9.1f}{'':>10}  baseline")
     figures = [("mao tool run, node up", cli_node), ("mao tool run, no node", cli)]
