@@ -42,6 +42,8 @@ test: lint pytest
 
 bench: install
 	$(PY) bench/store.py
+	$(PY) bench/datasets.py
+	$(PY) bench/runs.py
 
 # Re-pin every dependency (needs the network): the lock file is what installs use.
 lock:
