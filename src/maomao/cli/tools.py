@@ -9,12 +9,15 @@ usage error (exit 2) instead.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from maomao.cli.app import CONTEXT
+from maomao.cli.app import arun as _arun
+from maomao.cli.app import load_config as _config
 from maomao.cli.output import GLOBALS, emit, note, table
 from maomao.errors import UsageError
 
@@ -23,24 +26,7 @@ if TYPE_CHECKING:
     from maomao.manifest import Command, Manifest
     from maomao.models import RunRecord
 
-T = TypeVar("T")
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 RUNNER_CHOICES = ("process", "sandbox", "container")
-
-
-def _config() -> Config:
-    from maomao import config
-    from maomao.config import resolve_home
-
-    return config.load(resolve_home(GLOBALS.home))
-
-
-def _arun(coro: Coroutine[Any, Any, T]) -> T:
-    """One event loop per call: the etcd client is created inside it."""
-    import asyncio
-
-    return asyncio.run(coro)
 
 
 def _short(commit: str) -> str:
