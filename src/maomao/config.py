@@ -168,27 +168,6 @@ def normalize_endpoint(url: str) -> str:
     return url
 
 
-def refuse_secret_url(url: str) -> str:
-    """Refuse a URL that carries a password (``https://user:token@host/…``).
-
-    Secrets must never reach etcd, and a remote URL is advertised; keys and credential
-    helpers are the way to authenticate.
-    """
-    from urllib.parse import urlsplit
-
-    if "://" in url:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            raise InvalidValue(f"invalid URL {url!r}") from None
-        if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
-            raise InvalidValue(
-                f"URL {parts.scheme}://***@{parts.hostname}… carries credentials: "
-                "use an SSH key or a git credential helper instead"
-            )
-    return url
-
-
 def split_endpoints(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(p for p in (x.strip() for x in value.split(",")) if p)
@@ -279,4 +258,3 @@ def save(config: Config, *, force: bool = False) -> Path:
     tmp.write_text(tomli_w.dumps(config.to_file()), encoding="utf-8")
     tmp.replace(path)
     return path
-

@@ -311,4 +311,3 @@ def demo(keep: bool) -> None:
     from maomao.cli.demo import run_demo
 
     raise click.exceptions.Exit(run_demo(keep=keep))
-

@@ -193,9 +193,18 @@ class Runner(ABC):
     #: The runner's name as ``--runner`` spells it.
     name: str = ""
 
-    @abstractmethod
+    _availability: Availability | None = None
+
     def available(self) -> Availability:
-        """Whether this runner works on this machine, with a reason when it does not."""
+        """Whether this runner works on this machine, with a reason when it does not
+        (probed once per runner: a probe starts a process)."""
+        if self._availability is None:
+            self._availability = self._probe()
+        return self._availability
+
+    @abstractmethod
+    def _probe(self) -> Availability:
+        """Find out whether the runner works here."""
 
     @abstractmethod
     def run(self, spec: RunSpec) -> RunResult:

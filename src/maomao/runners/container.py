@@ -69,20 +69,14 @@ class ContainerRunner(Runner):
         self.network = network
         self.cpus = cpus
         self.grace = grace
-        self._availability: Availability | None = None
 
     @property
     def engine(self) -> str:
         """``podman`` or ``docker``, from the executable's name."""
         return "podman" if self.executable and "podman" in Path(self.executable).name else "docker"
 
-    def available(self) -> Availability:
-        """Probed once: the CLI exists and ``ENGINE info`` exits 0 (an engine answers)."""
-        if self._availability is None:
-            self._availability = self._probe()
-        return self._availability
-
     def _probe(self) -> Availability:
+        """The CLI exists and ``ENGINE info`` exits 0 (an engine answers)."""
         if self.executable is None:
             return Availability(False, "no container engine: neither docker nor podman is on PATH")
         try:

@@ -15,7 +15,6 @@ the ``MAO_*`` variables and the spec's ``env``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import resource
 import shlex
@@ -29,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from maomao.clock import now_iso
 from maomao.runners.base import DEFAULT_GRACE, Availability, Limits, Runner, RunResult, RunSpec, RunStatus
 
 #: Seconds between the CPU soft limit (SIGXCPU) and the hard limit (SIGKILL).
@@ -65,10 +65,6 @@ def rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
     if limits.open_files is not None:
         pairs.append(capped(resource.RLIMIT_NOFILE, limits.open_files, limits.open_files))
     return pairs
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def log_line(log: BinaryIO, text: str) -> None:
@@ -219,7 +215,7 @@ class ProcessRunner(Runner):
     def __init__(self, grace: float = DEFAULT_GRACE) -> None:
         self.grace = grace
 
-    def available(self) -> Availability:
+    def _probe(self) -> Availability:
         return Availability(True)
 
     def run(self, spec: RunSpec) -> RunResult:

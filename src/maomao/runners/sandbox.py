@@ -53,15 +53,9 @@ class SandboxRunner(Runner):
         """*executable*: the ``bwrap`` to use; by default the one on ``PATH``."""
         self.executable = str(executable) if executable is not None else shutil.which("bwrap")
         self.grace = grace
-        self._availability: Availability | None = None
-
-    def available(self) -> Availability:
-        """Probed once: ``bwrap`` is found and can create the namespaces (``bwrap … true``)."""
-        if self._availability is None:
-            self._availability = self._probe()
-        return self._availability
 
     def _probe(self) -> Availability:
+        """``bwrap`` is found and can create the namespaces (``bwrap … true``)."""
         if self.executable is None:
             return Availability(False, "bwrap (bubblewrap) is not on PATH; install the bubblewrap package")
         try:

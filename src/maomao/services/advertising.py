@@ -18,7 +18,7 @@ from typing import Any
 from maomao.config import Config
 from maomao.errors import InvalidValue, NotFound
 from maomao.etcd import Compare, Put, Store
-from maomao.keys import Keys, validate_date, validate_name
+from maomao.keys import Keys
 from maomao.models import Advertisement, IndexEntry
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,6 @@ async def advertisement(
     store: Store, keys: Keys, hub: str, date: str, operator: str, dataset: str
 ) -> Advertisement:
     """The operator's own advertisement (never the index summary), checked against its key."""
-    validate_name(hub, "hub"), validate_date(date), validate_name(operator, "operator")
     key = keys.snapshot(operator, hub, date, dataset)
     kv = await store.get(key)
     if kv is None:

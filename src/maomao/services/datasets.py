@@ -16,7 +16,6 @@ a staging directory, check commit and digest, and only then rename it into
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from maomao import gitstore
+from maomao.clock import now_iso, today
 from maomao.config import Config
 from maomao.errors import AlreadyExists, InvalidValue, MaoError, NotFound, Unavailable, UsageError
 from maomao.etcd import open_store
@@ -45,14 +45,6 @@ METRICS_FILE = ".mao/metrics.json"
 
 class DigestMismatch(MaoError):
     """What was fetched is not what was advertised (force-pushed remote, tampering)."""
-
-
-def today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def default_dataset(directory: Path) -> str:

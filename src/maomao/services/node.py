@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from maomao import __version__
+from maomao.clock import now_iso
 from maomao.config import Config, save, split_endpoints
 from maomao.errors import AlreadyExists, MaoError, NodeError, Unavailable, UsageError
 from maomao.etcd import Compare, Delete, Put, Store, open_store
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at the outbox while the node runs.
 OUTBOX_INTERVAL = 2.0
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,9 +73,9 @@ def init_home(
         client_port = client_port or (2379 if _port_free(2379) else free_port())
         peer_port = peer_port or (2380 if _port_free(2380) and client_port != 2380 else free_port())
     if git_remote:
-        from maomao.config import refuse_secret_url
+        from maomao.gitstore import check_remote_url
 
-        refuse_secret_url(git_remote)
+        check_remote_url(git_remote)
     config = Config(
         home=home,
         operator=operator,

@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Get, Store
@@ -50,7 +51,7 @@ from maomao.keys import validate_name
 from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
 from maomao.models import Pipeline, PipelineStep, RunRecord, SecretRef
 from maomao.runners import DEFAULT_RUNNER
-from maomao.services.runs import RunFailed, RunRequest, new_run_id, now_iso, run_tool
+from maomao.services.runs import RunFailed, RunRequest, new_run_id, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
 from maomao.services.tools import using_store
 

@@ -22,7 +22,6 @@ keys and as file names, and follow the naming rule.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import socket
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import msgspec
 
+from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import MaoError, NotFound, UsageError
 from maomao.etcd import Store
@@ -46,10 +46,6 @@ from maomao.services.tools import ensure_installed, tool_lock, using_store
 
 #: How many runs `mao run list` shows unless told otherwise.
 DEFAULT_LIST_LIMIT = 50
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from typing import Any
 
 import msgspec
 
-from maomao.config import Config, refuse_secret_url
+from maomao.clock import now_iso
+from maomao.config import Config
 from maomao.errors import Conflict, InvalidValue, NotFound, NotOwner
 from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store, open_store
 from maomao.keys import validate_name
@@ -40,10 +40,6 @@ from maomao.services.filelock import file_lock
 
 #: Records read per transaction when listing (etcd's default limit is 128 operations).
 _BATCH = 100
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +88,6 @@ def check_repo(repo: str) -> str:
     from maomao.gitstore import check_remote_url
 
     repo = repo.strip()
-    refuse_secret_url(repo)
     check_remote_url(repo)
     if "://" not in repo and not _looks_scp(repo):
         local = Path(repo).expanduser()
