@@ -138,7 +138,7 @@ def write_files(directory: Path, count: int, salt: str) -> None:
 def publish_vs_git(root: Path, config: Config, files: int, rounds: int) -> tuple[float, float]:
     """Median seconds of a publish of a *files*-file change, and of plain git doing the same."""
     from maomao.gitstore.server import init_bare
-    from maomao.services import datasets
+    from maomao.services import publish as publishing
 
     ours_dir, theirs_dir = root / "ours" / "data", root / "theirs" / "data"
     ours_remote, theirs_remote = init_bare(root / "srv" / "ours.git"), init_bare(root / "srv" / "theirs.git")
@@ -164,7 +164,7 @@ def publish_vs_git(root: Path, config: Config, files: int, rounds: int) -> tuple
     def ours(r: int) -> None:
         write_files(ours_dir, files, f"r{r}")
         started = time.perf_counter()
-        result = asyncio.run(datasets.publish(config, ours_dir, hub="dockerhub", date=f"2026-11-{r + 1:02d}"))
+        result = asyncio.run(publishing.publish(config, ours_dir, hub="dockerhub", date=f"2026-11-{r + 1:02d}"))
         ours_t.append(time.perf_counter() - started)
         assert result.state == "advertised"
 
@@ -220,11 +220,12 @@ def retrieve_vs_clone(
     root: Path, alice: Config, bob: Config, earlier: int, rounds: int
 ) -> tuple[float, float]:
     from maomao.services import datasets
+    from maomao.services import publish as publishing
 
     name = f"hist{earlier}"
     remote, work = history_repo(root, name, earlier)
     date = "2026-10-01" if earlier else "2026-10-02"
-    asyncio.run(datasets.publish(alice, work, hub="helm", dataset=name, date=date, remote=str(remote)))
+    asyncio.run(publishing.publish(alice, work, hub="helm", dataset=name, date=date, remote=str(remote)))
     ours_t, theirs_t = [], []
     for r in range(rounds):
         target = root / "clones" / f"{name}-{r}"

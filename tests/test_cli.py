@@ -236,3 +236,17 @@ class TestEmbeddedNode:
             if node.poll() is None:
                 node.kill()
             alice("down")
+
+
+# -- what etcd holds never reaches a terminal raw (hardening item 2) -----------------------------
+def test_printable_escapes_every_control_character_visibly() -> None:
+    from maomao.cli.output import printable, table, to_json
+
+    hostile = "al\x1b[31mice\x1b[2J\x1b]0;owned\x07\x9b2J\u202e\r\x00"
+    shown = printable(hostile)
+    assert shown.isprintable()
+    assert "\\x1b[31m" in shown and "\\x9b" in shown and "\\u202e" in shown and "\\x0d" in shown
+    assert table([{"op": hostile}], ["op"]).replace("\n", "").isprintable()
+    assert printable("a\nb\tc", keep_newlines=True) == "a\nb\tc"
+    text = to_json({"op": hostile})
+    assert text.isprintable() and json.loads(text) == {"op": hostile}

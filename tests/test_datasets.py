@@ -270,7 +270,7 @@ async def test_concurrent_publishes_in_one_process_wait_not_deadlock(
     import asyncio
 
     from maomao.config import load
-    from maomao.services.datasets import publish as publish_service
+    from maomao.services.publish import publish as publish_service
 
     alice, _ = alice_bob
     config = load(alice.home)

@@ -115,3 +115,71 @@ def test_no_generated_name_escapes_the_home(hub: str, dataset: str, op: str, too
             continue
         resolved = path.resolve()
         assert resolved.is_relative_to(root), path
+
+
+# -- a rule is a full match: `$` let a trailing newline through (hardening item 1) ----------------
+_SUFFIXES = ["\n", "\r", " ", "\t", "\x00", "\x1b", "\u2028", "\x85"]
+
+
+@pytest.mark.parametrize("suffix", _SUFFIXES)
+def test_a_trailing_newline_or_control_character_breaks_every_rule(suffix: str) -> None:
+    from maomao.errors import MaoError
+    from maomao.gitstore.checkout import validate_ref
+    from maomao.gitstore.tags import validate_tag_name
+    from maomao.gitstore.worktree import validate_branch, validate_commit, validate_remote_name
+    from maomao.keys import validate_segment
+    from maomao.services.secrets import validate_secret_name
+
+    checks = [
+        (validate_name, "alice"),
+        (validate_segment, "ops"),
+        (validate_date, "2026-11-25"),
+        (Keys, "/maomao"),
+        (validate_ref, "v1.0"),
+        (validate_tag_name, "mao/dockerhub/2026-11-25/data"),
+        (validate_branch, "main"),
+        (validate_commit, "a" * 40),
+        (validate_remote_name, "origin"),
+        (validate_secret_name, "hub_token"),
+    ]
+    for check, good in checks:
+        check(good)
+        for bad in (good + suffix, suffix + good):
+            with pytest.raises(MaoError):
+                check(bad)
+
+
+@pytest.mark.parametrize("suffix", _SUFFIXES)
+def test_manifest_and_pipeline_names_are_full_matches(suffix: str) -> None:
+    from maomao.manifest import ManifestError, parse_manifest_data
+
+    good = {"name": "counter", "hub": "dockerhub", "commands": {"count": {"run": ["echo", "{rows}"],
+            "args": {"rows": {"default": "3"}}, "env": ["TOKEN"]}}}  # fmt: skip
+    parse_manifest_data(good)
+    bad_docs = [
+        {**good, "name": "counter" + suffix},
+        {**good, "hub": "dockerhub" + suffix},
+        {**good, "commands": {"count" + suffix: good["commands"]["count"]}},
+        {**good, "commands": {"count": {**good["commands"]["count"], "args": {"rows" + suffix: {}}}}},
+        {**good, "commands": {"count": {**good["commands"]["count"], "env": ["TOKEN" + suffix]}}},
+    ]
+    for doc in bad_docs:
+        with pytest.raises(ManifestError):
+            parse_manifest_data(doc)
+
+
+@given(name=st.text(alphabet=st.characters(codec="utf-8"), max_size=70))
+def test_a_generated_name_passes_only_if_it_fully_matches(name: str) -> None:
+    try:
+        validate_name(name)
+    except InvalidName:
+        assert not re.fullmatch(NAME_RULE, name)
+        return
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name) and name.isascii() and name.isprintable()
+
+
+@given(name=st.from_regex(NAME_RULE, fullmatch=True), junk=st.sampled_from(_SUFFIXES))
+def test_a_valid_name_with_whitespace_around_is_refused(name: str, junk: str) -> None:
+    for bad in (name + junk, junk + name, name[:1] + junk + name[1:]):
+        with pytest.raises(InvalidName):
+            validate_name(bad)

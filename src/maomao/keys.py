@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from maomao.errors import InvalidName, InvalidValue
 
 NAME_RULE = "[a-z0-9][a-z0-9-]{0,62}"
-_NAME_RE = re.compile(rf"^{NAME_RULE}$")
+_NAME_RE = re.compile(rf"{NAME_RULE}")
 
 #: A segment of a user-given key path (``mao watch``, ``mao etcd dump``): looser than a
 #: name (keys written by other tools may use capitals, dots or underscores) but never a
 #: separator, never ``.`` or ``..``.
 SEGMENT_RULE = "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
-_SEGMENT_RE = re.compile(rf"^{SEGMENT_RULE}$")
+_SEGMENT_RE = re.compile(rf"{SEGMENT_RULE}")
 
 NAMESPACE_RULE = f"/{SEGMENT_RULE}(/{SEGMENT_RULE})*"
 DATE_RULE = "YYYY-MM-DD"
@@ -46,13 +46,13 @@ KINDS_OF_RECORD = ("runs", "schedules", "pipelines", "subscriptions", "votes")
 
 def validate_name(name: str, kind: str = "name") -> str:
     """Return *name* if it follows the naming rule, else raise :class:`InvalidName`."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidName(kind, str(name), NAME_RULE)
     return name
 
 
 def validate_segment(segment: str, kind: str = "key segment") -> str:
-    if not _SEGMENT_RE.match(segment) or set(segment) == {"."}:
+    if not _SEGMENT_RE.fullmatch(segment) or set(segment) == {"."}:
         raise InvalidName(kind, segment, SEGMENT_RULE)
     return segment
 
@@ -65,14 +65,14 @@ def validate_namespace(namespace: str) -> str:
     if not parts:
         raise InvalidName("namespace", namespace, NAMESPACE_RULE)
     for part in parts:
-        if not _SEGMENT_RE.match(part) or set(part) == {"."}:
+        if not _SEGMENT_RE.fullmatch(part) or set(part) == {"."}:
             raise InvalidName("namespace", namespace, NAMESPACE_RULE)
     return "/" + "/".join(parts)
 
 
 def validate_date(date: str) -> str:
     """A snapshot date: ``YYYY-MM-DD`` and a real calendar day."""
-    if not isinstance(date, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+    if not isinstance(date, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", date):
         raise InvalidValue(f"invalid date {date!r}: must be {DATE_RULE}")
     try:
         dt.date.fromisoformat(date)

@@ -55,11 +55,11 @@ MANIFEST_FILE = "maomao.toml"
 
 #: An argument's name (used as ``-a NAME=VALUE`` and as ``{NAME}`` in ``run``).
 ARG_RULE = "[A-Za-z_][A-Za-z0-9_-]{0,62}"
-_ARG_RE = re.compile(rf"^{ARG_RULE}$")
+_ARG_RE = re.compile(rf"{ARG_RULE}")
 
 #: An environment variable's name in ``env``.
 ENV_RULE = "[A-Za-z_][A-Za-z0-9_]*"
-_ENV_RE = re.compile(rf"^{ENV_RULE}$")
+_ENV_RE = re.compile(rf"{ENV_RULE}")
 
 #: Prefix of the variables maomao itself gives every run (DESIGN.md).
 RESERVED_ENV_PREFIX = "MAO_"
@@ -328,7 +328,7 @@ class _Parser:
 
     def argument(self, command_where: str, name: str, data: Any) -> Argument:
         where = f"{command_where}.args.{name}"
-        if not _ARG_RE.match(name):
+        if not _ARG_RE.fullmatch(name):
             raise self.fail(f"invalid argument name {name!r} in {command_where}.args: must match {ARG_RULE}")
         if not isinstance(data, Mapping):
             raise self.fail(f"{where} must be a table (help, default, required, choices)")
@@ -393,7 +393,7 @@ class _Parser:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise self.fail(f"{where} must be a list of environment variable names")
         for item in value:
-            if not _ENV_RE.match(item):
+            if not _ENV_RE.fullmatch(item):
                 raise self.fail(f"{where}: invalid variable name {item!r}: must match {ENV_RULE}")
             if item.startswith(RESERVED_ENV_PREFIX):
                 raise self.fail(f"{where}: {item} is reserved (maomao sets the MAO_* variables)")
@@ -465,7 +465,7 @@ def _placeholders(item: str) -> list[str]:
         name = match.group(1)
         if name is None:
             raise ValueError(f"stray {token!r} (write {token * 2} for a literal brace)")
-        if not _ARG_RE.match(name):
+        if not _ARG_RE.fullmatch(name):
             raise ValueError(f"invalid placeholder {token!r}: must be {{ARG}} with ARG matching {ARG_RULE}")
         refs.append(name)
     return refs

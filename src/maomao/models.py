@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 
@@ -39,6 +41,21 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
             return decoder.decode(raw)  # type: ignore[no-any-return]
         except msgspec.MsgspecError as exc:
             raise ValueError(f"invalid {cls.__name__}: {exc}") from None
+
+
+class Listing(Record, Generic[T], frozen=True, kw_only=True):
+    """What a listing read from etcd found: the records it could use, and one line per
+    record it skipped (another operator's malformed JSON, a wrong type, an entry that
+    disagrees with its own key). A bad record never breaks a listing; it is reported."""
+
+    items: list[T]
+    warnings: list[str] = msgspec.field(default_factory=list)
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 class Profile(Record, frozen=True, kw_only=True):

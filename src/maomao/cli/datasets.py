@@ -26,12 +26,12 @@ def dataset_group() -> None:
 def publish(directory: Path, hub: str, dataset: str | None, date: str | None, remote: str | None) -> None:
     """Commit DIRECTORY, push it, then advertise the snapshot in etcd."""
     from maomao.cli.progress import git_progress
-    from maomao.services import datasets
+    from maomao.services import publish as publishing
 
     config = load_config()
     with git_progress("push") as progress:
         result = arun(
-            datasets.publish(
+            publishing.publish(
                 config, directory, hub=hub, dataset=dataset, date=date, remote=remote, progress=progress
             )
         )

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import click
 
-from maomao.cli.output import GLOBALS
+from maomao.cli.output import GLOBALS, printable
 from maomao.errors import NotFound, UsageError
 
 T = TypeVar("T")
@@ -31,11 +31,11 @@ def pick(
     if not options:
         raise NotFound(what, f"no {what} to choose from")
     if len(options) == 1:
-        click.echo(f"{what}: {label(options[0])}", err=True)
+        click.echo(f"{what}: {printable(label(options[0]))}", err=True)
         return options[0]
     click.echo(f"Choose {what}:", err=True)
     for number, item in enumerate(options, 1):
-        click.echo(f"  {number:>3}) {label(item)}", err=True)
+        click.echo(f"  {number:>3}) {printable(label(item))}", err=True)
     choice = click.prompt(what, type=click.IntRange(1, len(options)), default=default, err=True)
     return options[choice - 1]
 

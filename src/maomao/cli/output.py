@@ -4,6 +4,7 @@ become an ``error: …`` line and an exit code."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -27,28 +28,68 @@ class Globals:
 GLOBALS = Globals()
 
 
+#: C0 and C1 controls, DEL, and the Unicode line/paragraph separators and bidi overrides
+#: that can rewrite what a terminal shows. Tab and newline are kept only where the text
+#: is ours (:func:`printable` with ``keep_newlines``).
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_KEEP_NL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """*text* with every control character shown as an escape (``\\x1b``), so that what
+    etcd or a log holds can never clear a terminal, set its title or recolour a row."""
+    pattern = _CONTROL_KEEP_NL_RE if keep_newlines else _CONTROL_RE
+    return pattern.sub(_escape, str(text))
+
+
+#: What JSON leaves raw inside strings (``json.dumps`` escapes only C0 controls) but a
+#: terminal may still act on.
+_JSON_RAW_RE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def to_json(doc: Any, *, indent: int | None = None) -> str:
+    """JSON text of *doc* in which no character can drive a terminal (still valid JSON)."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=False, default=str)
+    return _JSON_RAW_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def emit(doc: Any, human: str | None = None) -> None:
-    """Print *doc* as JSON in ``--json`` mode, else the human text (if any)."""
+    """Print *doc* as JSON in ``--json`` mode, else the human text (if any), with control
+    characters escaped: human text often carries values read from etcd."""
     if GLOBALS.json:
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(to_json(doc, indent=2) + "\n")
     elif human is not None:
-        sys.stdout.write(human if human.endswith("\n") else human + "\n")
+        text = printable(human, keep_newlines=True)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
 
 
 def emit_line(doc: Any, human: str) -> None:
     """One line of a stream: a compact JSON document per line in ``--json`` mode."""
     if GLOBALS.json:
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(to_json(doc) + "\n")
     else:
-        sys.stdout.write(human + "\n")
+        sys.stdout.write(printable(human) + "\n")
     sys.stdout.flush()
 
 
 def note(text: str) -> None:
     """Progress and hints for people: on stderr, never in the way of ``--json``."""
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(printable(text, keep_newlines=True) + "\n")
     sys.stderr.flush()
+
+
+def warn(warnings: list[str]) -> None:
+    """Each skipped record as a ``warning: …`` line on stderr (``--json`` documents carry
+    them in their ``warnings`` field as well)."""
+    for line in warnings:
+        note(f"warning: {line}")
 
 
 def fail(exc: BaseException) -> int:
@@ -58,9 +99,9 @@ def fail(exc: BaseException) -> int:
     else:
         message, code = str(exc) or type(exc).__name__, EXIT_USAGE
         doc = {"error": type(exc).__name__, "message": message, "exit_code": code}
-    message = " ".join(message.split())  # always one line
+    message = printable(" ".join(message.split()))  # always one line, never raw control bytes
     if GLOBALS.json:
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        sys.stdout.write(to_json(doc) + "\n")
         sys.stdout.flush()
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
@@ -71,7 +112,7 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain aligned table (rich is kept for interactive screens)."""
     if not rows:
         return "(none)"
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    cells = [[printable(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]

@@ -29,8 +29,8 @@ _REFSPECS = (
 )
 _REMOTE_HEAD = "refs/maomao/remote-head"
 #: A ref a user may name: a branch or tag name, or a commit id; never option-like.
-_REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?<![./])(?<!\.lock)$")
-_HEX_RE = re.compile(r"^[0-9a-f]{7,64}$")
+_REF_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?<![./])(?<!\.lock)")
+_HEX_RE = re.compile(r"[0-9a-f]{7,64}")
 
 
 class RefNotFound(GitError):
@@ -46,7 +46,7 @@ class RefNotFound(GitError):
 
 def validate_ref(ref: str) -> str:
     """A branch, tag or commit name that git accepts and that cannot pass for an option."""
-    if not _REF_RE.match(ref):
+    if not _REF_RE.fullmatch(ref):
         raise InvalidValue(f"invalid git ref {ref!r}: a branch, tag or commit id is expected")
     return ref
 
@@ -125,7 +125,7 @@ def _fetch_and_checkout(
     if not fetched.ok:
         raise GitUnreachable(shown, fetched.reason, command="git fetch")
     commit = _resolve(repo, ref or _REMOTE_HEAD)
-    if commit is None and ref is not None and _HEX_RE.match(ref):
+    if commit is None and ref is not None and _HEX_RE.fullmatch(ref):
         # A commit that no branch or tag reaches: ask for it by id (protocol v2 servers allow it).
         by_id = run_git(
             ["fetch", "-q", "--no-tags", DEFAULT_REMOTE, ref], cwd=repo, ssh=ssh, timeout=timeout, check=False
@@ -147,7 +147,7 @@ def _resolve(repo: Path, ref: str) -> str | None:
         candidates = [ref]
     else:
         candidates = [f"refs/remotes/{DEFAULT_REMOTE}/{ref}", f"refs/tags/{ref}"]
-        if _HEX_RE.match(ref):
+        if _HEX_RE.fullmatch(ref):
             candidates.append(ref)
     for candidate in candidates:
         result = run_git(["rev-parse", "-q", "--verify", f"{candidate}^{{commit}}"], cwd=repo, check=False)

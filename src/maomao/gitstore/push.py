@@ -33,7 +33,7 @@ from maomao.gitstore.worktree import (
 
 #: Push statuses that mean "the remote branch moved on": fetch, rebase, retry.
 _MOVED = frozenset({"fetch first", "non-fast-forward"})
-_REMOTE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$")
+_REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
 _SUMMARY_RE = re.compile(r"^\[(?P<kind>[^\]]+)\](?:\s+\((?P<why>.*)\))?$")
 
 
@@ -99,7 +99,7 @@ def _refusal(status: _RefStatus, result: GitResult) -> str:
 
 
 def _resolve_url(path: Path, remote: str) -> str:
-    if _REMOTE_NAME_RE.match(remote):
+    if _REMOTE_NAME_RE.fullmatch(remote):
         configured = remote_url(path, remote)
         if configured is not None:
             return configured

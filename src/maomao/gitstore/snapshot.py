@@ -24,6 +24,8 @@ or ignored files in the working tree do not count; a retrieved checkout has only
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -32,6 +34,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from maomao.errors import InvalidValue
+
+log = logging.getLogger(__name__)
 
 DIGEST_PREFIX = "sha256:"
 METRICS_FILE = ".mao/metrics.json"
@@ -189,3 +193,17 @@ def compute_snapshot(root: Path, paths: Iterable[str] | None = None) -> Snapshot
             raise InvalidValue(f"{rel} changed while its digest was computed")
         entries.append(FileEntry(rel, read, counter.rows if counter is not None else 0))
     return Snapshot(DIGEST_PREFIX + digest.hexdigest(), tuple(entries))
+
+
+def control_metric(directory: Path, total_rows: int) -> float:
+    """``.mao/metrics.json`` ``{"control": number}`` if the tool wrote one, else the CSV rows."""
+    path = directory / METRICS_FILE
+    if path.is_file():
+        try:
+            value = json.loads(path.read_text()).get("control")
+        except (OSError, ValueError, AttributeError):
+            value = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        log.warning("%s holds no numeric 'control'; using the row count", path)
+    return float(total_rows)

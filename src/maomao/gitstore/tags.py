@@ -27,7 +27,7 @@ from maomao.gitstore.worktree import require_repo
 from maomao.keys import validate_date, validate_name
 
 TAG_PREFIX = "mao"
-_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def snapshot_tag(hub: str, date: str, dataset: str) -> str:
 
 def validate_tag_name(name: str) -> str:
     """A tag name git accepts (checked without running git)."""
-    if not _TAG_RE.match(name) or ".." in name or name.endswith((".", ".lock")) or "/." in name:
+    if not _TAG_RE.fullmatch(name) or ".." in name or name.endswith((".", ".lock")) or "/." in name:
         raise InvalidValue(f"invalid tag name {name!r}")
     return name
 
@@ -80,8 +80,8 @@ def tag_candidates(base: str) -> list[str]:
 
 def tag_family(base: str, names: dict[str, str]) -> dict[str, str]:
     """The entries of *names* that are *base* or ``base.N``."""
-    pattern = re.compile(rf"^{re.escape(base)}(?:\.[1-9][0-9]*)?$")
-    return {name: commit for name, commit in names.items() if pattern.match(name)}
+    pattern = re.compile(rf"{re.escape(base)}(?:\.[1-9][0-9]*)?")
+    return {name: commit for name, commit in names.items() if pattern.fullmatch(name)}
 
 
 def local_tags(path: Path, base: str) -> dict[str, str]:

@@ -23,9 +23,9 @@ DEFAULT_REMOTE = "origin"
 FALLBACK_USER = "maomao"
 FALLBACK_EMAIL_DOMAIN = "users.maomao.invalid"
 
-_REMOTE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$")
-_BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])(?<!\.lock)$")
-_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
+_BRANCH_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])(?<!\.lock)")
+_SHA_RE = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -54,20 +54,20 @@ class CommitResult:
 
 def validate_branch(branch: str) -> str:
     """A branch name git accepts and that cannot be mistaken for an option."""
-    if not _BRANCH_RE.match(branch):
+    if not _BRANCH_RE.fullmatch(branch):
         raise InvalidValue(f"invalid git branch name {branch!r}")
     return branch
 
 
 def validate_remote_name(name: str) -> str:
-    if not _REMOTE_NAME_RE.match(name):
+    if not _REMOTE_NAME_RE.fullmatch(name):
         raise InvalidValue(f"invalid git remote name {name!r}")
     return name
 
 
 def validate_commit(sha: str) -> str:
     """A full commit id (40 hex digits, or 64 for SHA-256 repositories), lower case."""
-    if not isinstance(sha, str) or not _SHA_RE.match(sha):
+    if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
         raise InvalidValue(f"invalid commit id {sha!r}: a full 40-hex-digit sha is required")
     return sha
 

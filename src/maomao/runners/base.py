@@ -39,7 +39,7 @@ DEFAULT_GRACE = 2.0
 #: The variables maomao gives every run (DESIGN.md); a spec's ``env`` may not set them.
 MAO_VARIABLES = ("MAO_DATA_DIR", "MAO_INPUT_DIR", "MAO_OPERATOR", "MAO_HUB", "MAO_RUN_ID")
 
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class RunStatus(StrEnum):
@@ -126,7 +126,7 @@ class RunSpec:
         if isinstance(self.timeout, bool) or not self.timeout > 0:
             raise InvalidValue(f"timeout must be a positive number of seconds, not {self.timeout!r}")
         for name, value in self.env.items():
-            if not _ENV_NAME_RE.match(name) or not isinstance(value, str) or "\0" in value:
+            if not _ENV_NAME_RE.fullmatch(name) or not isinstance(value, str) or "\0" in value:
                 raise InvalidValue(f"invalid environment variable {name!r}")
             if name.startswith("MAO_"):
                 raise InvalidValue(f"{name} is reserved: maomao sets the MAO_* variables itself")

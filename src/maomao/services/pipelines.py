@@ -55,8 +55,8 @@ from maomao.services.runs import RunFailed, RunRequest, new_run_id, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
 from maomao.services.tools import using_store
 
-_ARG_RE = re.compile(rf"^{ARG_RULE}$")
-_ENV_RE = re.compile(rf"^{ENV_RULE}$")
+_ARG_RE = re.compile(rf"{ARG_RULE}")
+_ENV_RE = re.compile(rf"{ENV_RULE}")
 #: Variable names whose value is a secret: only a ``{secret: NAME}`` reference is accepted.
 _SECRET_NAME_RE = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 
@@ -174,7 +174,7 @@ def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> Pipeli
         raise fail(f"{where}.args must be a mapping of argument names to values")
     args: dict[str, str] = {}
     for key, value in args_data.items():
-        if not isinstance(key, str) or not _ARG_RE.match(key):
+        if not isinstance(key, str) or not _ARG_RE.fullmatch(key):
             raise fail(f"{where}.args: invalid argument name {key!r} (must match {ARG_RULE})")
         args[key] = _scalar(value, f"{where}.args.{key}", fail)
     env = _env(data.get("env") or {}, f"{where}.env", fail)
@@ -212,7 +212,7 @@ def _env(data: Any, where: str, fail: Callable[[str], PipelineError]) -> dict[st
         raise fail(f"{where} must be a mapping of variable names to values or {{secret: NAME}}")
     env: dict[str, str | SecretRef] = {}
     for key, value in data.items():
-        if not isinstance(key, str) or not _ENV_RE.match(key):
+        if not isinstance(key, str) or not _ENV_RE.fullmatch(key):
             raise fail(f"{where}: invalid variable name {key!r} (must match {ENV_RULE})")
         if key.startswith(RESERVED_ENV_PREFIX):
             raise fail(f"{where}: {key} is reserved (maomao sets the MAO_* variables)")

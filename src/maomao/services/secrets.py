@@ -25,7 +25,7 @@ from maomao.errors import ConfigError, InvalidName
 SECRETS_FILE = "secrets.toml"
 #: A secret's name: letters, digits, ``_``, ``.`` and ``-``, not starting with a dot or dash.
 SECRET_RULE = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_SECRET_RE = re.compile(rf"^{SECRET_RULE}$")
+_SECRET_RE = re.compile(rf"{SECRET_RULE}")
 
 
 def secrets_file(config: Config) -> Path:
@@ -33,7 +33,7 @@ def secrets_file(config: Config) -> Path:
 
 
 def validate_secret_name(name: str) -> str:
-    if not isinstance(name, str) or not _SECRET_RE.match(name):
+    if not isinstance(name, str) or not _SECRET_RE.fullmatch(name):
         raise InvalidName("secret", str(name), SECRET_RULE)
     return name
 
