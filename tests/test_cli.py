@@ -250,3 +250,20 @@ def test_printable_escapes_every_control_character_visibly() -> None:
     assert printable("a\nb\tc", keep_newlines=True) == "a\nb\tc"
     text = to_json({"op": hostile})
     assert text.isprintable() and json.loads(text) == {"op": hostile}
+
+
+def test_in_process_runs_do_not_inherit_each_others_global_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hardening item 18: `--json` (or `--home`) of one in-process run leaked into the next."""
+    home = tmp_path / "h"
+    assert run(["--home", str(home), "init", "--operator", "x", "--etcd", "http://127.0.0.1:9"]) == 0
+    assert run(["--json", "--home", str(home), "run", "--help"]) == 0
+    capsys.readouterr()
+    assert run(["--home", str(home), "init", "--operator", "x", "--etcd", "http://127.0.0.1:9"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # an error is a JSON document on stdout only with --json
+    assert captured.err.startswith("error: ") and "already exists" in captured.err
+    monkeypatch.setenv("MAO_HOME", str(tmp_path / "env-home"))
+    assert run(["init", "--operator", "y", "--etcd", "http://127.0.0.1:9"]) == 0  # --home not inherited
+    assert (tmp_path / "env-home" / "config.toml").is_file()

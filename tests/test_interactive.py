@@ -9,9 +9,13 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from conftest import Mao
+from processes import stop
 
 
 class Terminal:
@@ -60,11 +64,31 @@ class Terminal:
                 assert timeout > 0, self.seen
             return self.proc.wait(timeout=5)
         finally:
+            self.close()
+
+    def close(self) -> None:
+        stop(self.proc)
+        if self.master >= 0:
             os.close(self.master)
+            self.master = -1
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[..., Terminal]]:
+    """``terminal(home, *args)``: `mao` on a pseudo-terminal, stopped when the test ends."""
+    opened: list[Terminal] = []
+
+    def open_terminal(home: Path, *args: str) -> Terminal:
+        opened.append(Terminal(home, *args))
+        return opened[-1]
+
+    yield open_terminal
+    for term in opened:
+        term.close()
 
 
 def test_retrieve_pickers_walk_hub_date_operator(
-    operator_home, bare_repo, git_config, tmp_path: Path
+    operator_home, bare_repo, git_config, tmp_path: Path, terminal
 ) -> None:  # type: ignore[no-untyped-def]
     alice, bob = operator_home("alice"), operator_home("bob")
     for hub, date in (("dockerhub", "2026-11-01"), ("helm", "2026-11-02"), ("helm", "2026-11-03")):
@@ -74,7 +98,7 @@ def test_retrieve_pickers_walk_hub_date_operator(
         result = alice("dataset", "publish", str(data), "--hub", hub, "--date", date, "--dataset", "rows",
                        "--remote", str(bare_repo(f"{hub}-{date}.git")))  # fmt: skip
         assert result.code == 0, result.err
-    term = Terminal(bob.home, "dataset", "retrieve")
+    term = terminal(bob.home, "dataset", "retrieve")
     screen = term.expect("hub [1]:")
     assert "1) dockerhub" in screen and "2) helm" in screen
     term.type("2")
@@ -86,9 +110,9 @@ def test_retrieve_pickers_walk_hub_date_operator(
     assert (bob.home / "imports" / "helm" / "2026-11-02" / "alice" / "rows" / "rows.csv").exists()
 
 
-def test_launcher_menu_runs_commands_until_quit(operator_home) -> None:  # type: ignore[no-untyped-def]
+def test_launcher_menu_runs_commands_until_quit(operator_home, terminal) -> None:  # type: ignore[no-untyped-def]
     alice: Mao = operator_home("alice")
-    term = Terminal(alice.home)
+    term = terminal(alice.home)
     term.expect("action [1]:")
     term.type("2")  # members
     term.expect("(none)")
@@ -97,8 +121,8 @@ def test_launcher_menu_runs_commands_until_quit(operator_home) -> None:  # type:
     assert term.wait() == 0
 
 
-def test_init_asks_for_the_operator_in_a_terminal(tmp_path: Path, etcd) -> None:  # type: ignore[no-untyped-def]
-    term = Terminal(tmp_path / "h", "init", "--etcd", etcd.url)
+def test_init_asks_for_the_operator_in_a_terminal(tmp_path: Path, etcd, terminal) -> None:  # type: ignore[no-untyped-def]
+    term = terminal(tmp_path / "h", "init", "--etcd", etcd.url)
     term.expect("Operator name")
     term.type("carol")
     assert term.wait() == 0, term.seen

@@ -52,6 +52,9 @@ def run(argv: list[str]) -> int:
     import click
 
     try:
+        # each run starts from the defaults: an in-process caller (a test, the launcher)
+        # must not inherit the --json or --home of the run before
+        GLOBALS.reset()
         args = split_globals(argv)
         from maomao.cli.app import app
 

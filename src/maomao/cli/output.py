@@ -20,6 +20,10 @@ class Globals:
     json: bool = False
     no_input: bool = False
 
+    def reset(self) -> None:
+        """Back to the defaults: each command line starts from them."""
+        self.home, self.json, self.no_input = None, False, False
+
     @property
     def interactive(self) -> bool:
         return not self.no_input and not self.json and sys.stdin.isatty() and sys.stdout.isatty()
