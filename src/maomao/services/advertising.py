@@ -13,15 +13,17 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from maomao.config import Config
-from maomao.errors import InvalidValue, NotFound
-from maomao.etcd import Compare, Put, Store
-from maomao.keys import Keys
-from maomao.models import Advertisement, IndexEntry
+from maomao.errors import InvalidValue, MaoError, NotFound
+from maomao.etcd import Compare, Put, Store, open_store
+from maomao.keys import DATE_RULE, Keys, validate_date, validate_name
+from maomao.models import Advertisement, IndexEntry, Listing
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long `snapshot` events stay in etcd (their lease TTL), seconds.
 EVENT_RETENTION = 7 * 24 * 3600
@@ -112,47 +114,187 @@ async def flush_outbox(config: Config, store: Store) -> list[Advertisement]:
 
 
 # -- retrieve mode listings ----------------------------------------------------------------
-async def hubs(store: Store, keys: Keys) -> list[str]:
-    result = await store.range(keys.index_hubs, keys_only=True)
-    return [kv.key.rsplit("/", 1)[-1] for kv in result]
+# Every key and value below was written by some operator: a record that is malformed or
+# disagrees with its own key is skipped and reported (one warning line, with repr() so
+# that control bytes arrive escaped), never trusted and never fatal.
 
 
-async def dates(store: Store, keys: Keys, hub: str) -> list[str]:
-    """Dates with snapshots of *hub*, newest first."""
-    result = await store.range(keys.index_dates(hub), keys_only=True, descending=True)
-    return [kv.key.rsplit("/", 1)[-1] for kv in result]
+def _segments(key: str, prefix: str, count: int) -> list[str] | None:
+    """The *count* ``/``-separated segments of *key* after *prefix*, or None."""
+    parts = key[len(prefix) :].split("/") if key.startswith(prefix) else []
+    return parts if len(parts) == count else None
 
 
-async def entries(
+def _valid_name(value: str, kind: str) -> bool:
+    try:
+        validate_name(value, kind)
+    except MaoError:
+        return False
+    return True
+
+
+def _valid_date(value: str) -> bool:
+    try:
+        validate_date(value)
+    except MaoError:
+        return False
+    return True
+
+
+def _snapshot_key_parts(key: str, prefix: str, order: tuple[str, ...]) -> dict[str, str] | None:
+    """hub, date, operator and dataset as the key names them (in *order*), if all valid."""
+    segments = _segments(key, prefix, len(order))
+    if segments is None:
+        return None
+    parts = dict(zip(order, segments, strict=True))
+    if not _valid_date(parts["date"]):
+        return None
+    if not all(_valid_name(v, k) for k, v in parts.items() if k != "date"):
+        return None
+    return parts
+
+
+async def list_hubs(store: Store, keys: Keys) -> Listing[str]:
+    """Hubs that have snapshots, from their marker keys."""
+    prefix = keys.index_hubs
+    result = await store.range(prefix, keys_only=True)
+    found, warnings = [], []
+    for kv in result:
+        segments = _segments(kv.key, prefix, 1)
+        if segments is None or not _valid_name(segments[0], "hub"):
+            warnings.append(f"skipped hub marker {kv.key!r}: not a valid hub name")
+            continue
+        found.append(segments[0])
+    return Listing(items=found, warnings=warnings)
+
+
+async def list_dates(store: Store, keys: Keys, hub: str) -> Listing[str]:
+    """Dates with snapshots of *hub*, newest first, from their marker keys."""
+    prefix = keys.index_dates(hub)
+    result = await store.range(prefix, keys_only=True, descending=True)
+    found, warnings = [], []
+    for kv in result:
+        segments = _segments(kv.key, prefix, 1)
+        if segments is None or not _valid_date(segments[0]):
+            warnings.append(f"skipped date marker {kv.key!r}: not a valid date ({DATE_RULE})")
+            continue
+        found.append(segments[0])
+    return Listing(items=found, warnings=warnings)
+
+
+async def list_entries(
     store: Store, keys: Keys, *, hub: str | None = None, date: str | None = None, operator: str | None = None
-) -> list[IndexEntry]:
-    """Index entries narrowed by hub, date and operator, with one range read."""
+) -> Listing[IndexEntry]:
+    """Index entries narrowed by hub, date and operator, with one range read.
+
+    An entry is used only when its key's segments are valid names, its summary names the
+    same hub, date, operator and dataset as its key, and its ``ref`` is the advertisement
+    key that those name.
+    """
     if date is not None and hub is None:
         raise InvalidValue("--date needs --hub")
     if operator is not None and (hub is None or date is None):
         return await _operator_entries(store, keys, operator, hub, date)
     result = await store.range(keys.index_snapshots(hub, date, operator))
-    found = []
+    order = ("hub", "date", "operator", "dataset")
+    found, warnings = [], []
     for kv in result:
+        parts = _snapshot_key_parts(kv.key, keys.index_snapshots(), order)
+        if parts is None:
+            warnings.append(f"skipped index entry {kv.key!r}: not a snapshot index key")
+            continue
         try:
-            found.append(IndexEntry.from_json(kv.value))
-        except (ValueError, TypeError):
-            log.warning("unreadable index entry %s", kv.key)
-    return found
+            entry = IndexEntry.from_json(kv.value)
+        except ValueError as exc:
+            warnings.append(f"skipped index entry {kv.key!r}: {exc}")
+            continue
+        claimed = {"hub": entry.hub, "date": entry.date, "operator": entry.operator, "dataset": entry.dataset}
+        ref = keys.snapshot(parts["operator"], parts["hub"], parts["date"], parts["dataset"])
+        if claimed != parts:
+            warnings.append(f"skipped index entry {kv.key!r}: its fields describe another snapshot")
+        elif entry.ref != ref:
+            warnings.append(f"skipped index entry {kv.key!r}: it points at {entry.ref!r}, not {ref!r}")
+        else:
+            found.append(entry)
+    return Listing(items=found, warnings=warnings)
 
 
 async def _operator_entries(
     store: Store, keys: Keys, operator: str, hub: str | None, date: str | None
-) -> list[IndexEntry]:
-    """One operator's advertisements come from its own prefix (its authoritative records)."""
+) -> Listing[IndexEntry]:
+    """One operator's advertisements come from its own prefix (its authoritative records),
+    under the same rules as the index: each must describe the snapshot its key names."""
     result = await store.range(keys.snapshots(operator, hub, date))
-    found = []
+    order = ("hub", "date", "dataset")
+    found, warnings = [], []
     for kv in result:
+        parts = _snapshot_key_parts(kv.key, keys.snapshots(operator), order)
+        if parts is None:
+            warnings.append(f"skipped advertisement {kv.key!r}: not a snapshot key")
+            continue
         try:
-            found.append(IndexEntry.of(kv.key, Advertisement.from_json(kv.value)))
-        except (ValueError, TypeError):
-            log.warning("unreadable advertisement %s", kv.key)
-    return found
+            ad = Advertisement.from_json(kv.value)
+        except ValueError as exc:
+            warnings.append(f"skipped advertisement {kv.key!r}: {exc}")
+            continue
+        if (ad.operator, ad.hub, ad.date, ad.dataset) != (
+            operator,
+            parts["hub"],
+            parts["date"],
+            parts["dataset"],
+        ):
+            warnings.append(f"skipped advertisement {kv.key!r}: it describes another snapshot")
+            continue
+        found.append(IndexEntry.of(kv.key, ad))
+    return Listing(items=found, warnings=warnings)
+
+
+def _logged(listing: Listing[T]) -> list[T]:
+    for line in listing.warnings:
+        log.warning("%s", line)
+    return listing.items
+
+
+async def hubs(store: Store, keys: Keys) -> list[str]:
+    """:func:`list_hubs` as a plain list (the warnings go to the log)."""
+    return _logged(await list_hubs(store, keys))
+
+
+async def dates(store: Store, keys: Keys, hub: str) -> list[str]:
+    """:func:`list_dates` as a plain list (the warnings go to the log)."""
+    return _logged(await list_dates(store, keys, hub))
+
+
+async def entries(
+    store: Store, keys: Keys, *, hub: str | None = None, date: str | None = None, operator: str | None = None
+) -> list[IndexEntry]:
+    """:func:`list_entries` as a plain list (the warnings go to the log)."""
+    return _logged(await list_entries(store, keys, hub=hub, date=date, operator=operator))
+
+
+# -- the listings as commands see them: outbox flushed first ---------------------------------
+async def hub_listing(config: Config) -> Listing[str]:
+    """`dataset hubs`: what is queued in the outbox is written first, then listed."""
+    async with open_store(config) as store:
+        await flush_outbox(config, store)
+        return await list_hubs(store, config.keys)
+
+
+async def date_listing(config: Config, hub: str) -> Listing[str]:
+    """`dataset dates HUB`, newest first."""
+    validate_name(hub, "hub")
+    async with open_store(config) as store:
+        await flush_outbox(config, store)
+        return await list_dates(store, config.keys, hub)
+
+
+async def snapshot_listing(
+    config: Config, *, hub: str | None = None, date: str | None = None, operator: str | None = None
+) -> Listing[IndexEntry]:
+    """`dataset list`, narrowed by hub, date and operator."""
+    async with open_store(config) as store:
+        await flush_outbox(config, store)
+        return await list_entries(store, config.keys, hub=hub, date=date, operator=operator)
 
 
 async def advertisement(
