@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from maomao.config import Config
-from maomao.errors import InvalidValue, MaoError, NotFound
+from maomao.errors import InvalidValue, MaoError, NotFound, Unavailable
 from maomao.etcd import Compare, Put, Store, open_store
 from maomao.keys import DATE_RULE, Keys, validate_date, validate_name
 from maomao.models import Advertisement, IndexEntry, Listing
@@ -36,24 +36,55 @@ def event_id() -> str:
     return f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
 
 
-async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
-    """Write the advertisement, its index entry and the hub/date markers in one
-    transaction, then a ``snapshot`` event. Returns the revision of the transaction.
+def supersedes(new: Advertisement, old: Advertisement) -> bool:
+    """Whether *new* may replace *old* (same key, another commit).
 
-    A newer advertisement of the same dataset and day is never replaced by an older one
-    (an outbox flushed late): the transaction is guarded on what was read.
+    Publishes of one working tree (same ``source``) are ordered by their ``sequence``:
+    only a strictly higher one replaces, so a late outbox flush or a flush in any order
+    ends on the newest publish. ``published_at`` (one-second resolution) never decides
+    between them.
+
+    Publishes from different trees of one operator (two clones of a dataset in two
+    homes), or against an advertisement written before sequences existed, have no common
+    counter: there the strictly older ``published_at`` is refused and otherwise the new
+    one wins. (The commit graph would decide exactly, since pushes never force, but it
+    needs both commits in one repository; see the module docstring.)
+    """
+    if new.source and new.source == old.source and new.sequence > 0 and old.sequence > 0:
+        return new.sequence > old.sequence
+    return not old.published_at > new.published_at
+
+
+async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
+    """Write the advertisement, its index entry, the hub/date markers and its ``snapshot``
+    event in one transaction. Returns the revision of the transaction (or of what is
+    already there when nothing was written).
+
+    The event is in the same transaction, on a lease granted first, so it is written
+    exactly once: never lost after the advertisement landed, never repeated by a retry
+    (the same commit again is a no-op). An advertisement that does not
+    :func:`supersede <supersedes>` the stored one is skipped; the transaction is guarded
+    on what was read.
     """
     key = keys.snapshot(ad.operator, ad.hub, ad.date, ad.dataset)
+    index = IndexEntry.of(key, ad)
+    lease = 0
     for _ in range(5):
         current = await store.get(key)
         if current is not None:
-            existing = Advertisement.from_json(current.value)
-            if existing.commit == ad.commit and existing.digest == ad.digest:
-                return current.mod_revision  # already advertised: never twice
-            if existing.published_at > ad.published_at:
-                log.info("skipping stale advertisement of %s (%s)", key, ad.commit[:12])
-                return current.mod_revision
-        index = IndexEntry.of(key, ad)
+            try:
+                existing: Advertisement | None = Advertisement.from_json(current.value)
+            except ValueError:
+                existing = None  # our own key, unreadable: replace it
+            if existing is not None:
+                if existing.commit == ad.commit and existing.digest == ad.digest:
+                    return current.mod_revision  # already advertised: never twice
+                if not supersedes(ad, existing):
+                    log.info("skipping older advertisement of %s (%s)", key, ad.commit[:12])
+                    return current.mod_revision
+        if not lease:
+            lease = await store.grant(EVENT_RETENTION)
+        event = json.dumps({"key": key, **index.to_dict()}, separators=(",", ":"))
         result = await store.txn(
             [Compare(key, "mod", current.mod_revision if current else 0)],
             [
@@ -61,10 +92,10 @@ async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
                 Put(keys.index_snapshot(ad.hub, ad.date, ad.operator, ad.dataset), index.to_json()),
                 Put(keys.index_hub(ad.hub), ad.published_at),
                 Put(keys.index_date(ad.hub, ad.date), ad.published_at),
+                Put(keys.event("snapshot", event_id()), event, lease),
             ],
         )
         if result.succeeded:
-            await emit_event(store, keys, "snapshot", {"key": key, **index.to_dict()})
             return result.revision
     raise InvalidValue(f"{key} kept changing while advertising; try again")
 
@@ -78,37 +109,69 @@ async def emit_event(store: Store, keys: Keys, kind: str, body: dict[str, Any]) 
 
 
 # -- outbox --------------------------------------------------------------------------------
+# A publish puts its advertisement here as soon as its push has landed, before it contacts
+# etcd, and removes it once advertised: a publish killed in between (or that found etcd
+# away) is finished by the next command that flushes the outbox, or by the node.
+
+
 def outbox_entries(config: Config) -> list[Path]:
     folder = config.paths.outbox_dir
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
 def queue(config: Config, ad: Advertisement) -> Path:
-    """Keep an advertisement for later (written atomically, one file per snapshot)."""
+    """Keep an advertisement for later (written atomically, one file per publish)."""
     folder = config.paths.outbox_dir
     folder.mkdir(parents=True, exist_ok=True)
-    path = (
-        folder / f"{ad.published_at.replace(':', '')}-{ad.hub}-{ad.date}-{ad.dataset}-{ad.commit[:12]}.json"
+    path = folder / (
+        f"{ad.hub}-{ad.date}-{ad.dataset}-{ad.source[:12] or 'unknown'}-{ad.sequence:012d}-{ad.commit[:12]}.json"
     )
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(ad.to_json())
     tmp.replace(path)
     return path
 
 
-async def flush_outbox(config: Config, store: Store) -> list[Advertisement]:
-    """Advertise what was queued while etcd was away; each entry leaves the outbox only
-    once it is in etcd. Safe to run from several processes: advertising is idempotent."""
-    done: list[Advertisement] = []
+def unqueue(path: Path) -> None:
+    """An outbox entry leaves once it is in etcd (another process may have removed it)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _flush_order(item: tuple[Path, Advertisement]) -> tuple[str, int, str, str]:
+    """Oldest first, by each tree's own sequence (the order does not decide who wins:
+    :func:`supersedes` does; it only spares needless writes and events)."""
+    path, ad = item
+    return (ad.source, ad.sequence, ad.published_at, path.name)
+
+
+async def flush_outbox(config: Config, store: Store, *, exclude: Path | None = None) -> list[Advertisement]:
+    """Advertise what was queued while etcd was away (all but *exclude*); each entry
+    leaves the outbox only once it is in etcd. Safe to run from several processes:
+    advertising is idempotent.
+
+    :raises Unavailable: etcd went away; what is left stays queued.
+    """
+    queued: list[tuple[Path, Advertisement]] = []
     for path in outbox_entries(config):
-        try:
-            ad = Advertisement.from_json(path.read_text())
-        except (OSError, ValueError, TypeError):
-            log.warning("unreadable outbox entry %s left in place", path)
+        if exclude is not None and path == exclude:
             continue
-        await advertise(store, config.keys, ad)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        try:
+            queued.append((path, Advertisement.from_json(path.read_text())))
+        except FileNotFoundError:
+            continue  # flushed by another process meanwhile
+        except (OSError, ValueError):
+            log.warning("unreadable outbox entry %s left in place", path)
+    done: list[Advertisement] = []
+    for path, ad in sorted(queued, key=_flush_order):
+        try:
+            await advertise(store, config.keys, ad)
+        except Unavailable:
+            raise
+        except MaoError as exc:
+            log.warning("outbox entry %s left in place: %s", path, exc)
+            continue
+        unqueue(path)
         done.append(ad)
     return done
 
