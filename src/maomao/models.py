@@ -128,6 +128,11 @@ class Advertisement(Record, frozen=True, kw_only=True):
     """``{ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}``: where and what a snapshot is.
 
     Written by its operator only after the push landed; never holds credentials.
+
+    ``source`` (a random id kept in the publishing tree's ``.git``) and ``sequence`` (that
+    tree's publish counter, raised under its lock) order the publishes of one tree: a
+    lower or equal sequence never replaces a higher one, whatever the clock said.
+    Advertisements written before sequences existed have ``sequence`` 0.
     """
 
     operator: str
@@ -144,6 +149,8 @@ class Advertisement(Record, frozen=True, kw_only=True):
     run_id: str = ""
     published_at: str = ""
     tag: str = ""
+    source: str = ""
+    sequence: int = 0
 
     @property
     def rows(self) -> int:

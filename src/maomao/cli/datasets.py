@@ -9,7 +9,7 @@ import click
 
 from maomao.cli.app import CONTEXT, arun, load_config
 from maomao.cli.interactive import pick
-from maomao.cli.output import GLOBALS, emit, note, table
+from maomao.cli.output import GLOBALS, emit, note, table, warn
 
 
 @click.group("dataset", context_settings=CONTEXT)
@@ -53,20 +53,25 @@ def publish(directory: Path, hub: str, dataset: str | None, date: str | None, re
 @dataset_group.command("hubs")
 def hubs() -> None:
     """Hubs that have snapshots."""
-    from maomao.services import datasets
+    from maomao.services import advertising
 
-    found = arun(datasets.hubs(load_config()))
-    emit({"hubs": found}, "\n".join(found) if found else "(none)")
+    found = arun(advertising.hub_listing(load_config()))
+    warn(found.warnings)
+    emit({"hubs": found.items, "warnings": found.warnings}, "\n".join(found) if found else "(none)")
 
 
 @dataset_group.command("dates")
 @click.argument("hub")
 def dates(hub: str) -> None:
     """Dates with snapshots of HUB, newest first."""
-    from maomao.services import datasets
+    from maomao.services import advertising
 
-    found = arun(datasets.dates(load_config(), hub))
-    emit({"hub": hub, "dates": found}, "\n".join(found) if found else "(none)")
+    found = arun(advertising.date_listing(load_config(), hub))
+    warn(found.warnings)
+    emit(
+        {"hub": hub, "dates": found.items, "warnings": found.warnings},
+        "\n".join(found) if found else "(none)",
+    )
 
 
 @dataset_group.command("list")
@@ -75,12 +80,16 @@ def dates(hub: str) -> None:
 @click.option("--operator", help="Only this operator.")
 def list_(hub: str | None, date: str | None, operator: str | None) -> None:
     """Advertised snapshots, narrowed by hub, date and operator."""
-    from maomao.services import datasets
+    from maomao.services import advertising
 
-    found = arun(datasets.listing(load_config(), hub=hub, date=date, operator=operator))
+    found = arun(advertising.snapshot_listing(load_config(), hub=hub, date=date, operator=operator))
+    warn(found.warnings)
     rows = [e.to_dict() for e in found]
     shown = [{**r, "commit": r["commit"][:12]} for r in rows]
-    emit({"snapshots": rows}, table(shown, ["hub", "date", "operator", "dataset", "commit", "files", "rows"]))
+    emit(
+        {"snapshots": rows, "warnings": found.warnings},
+        table(shown, ["hub", "date", "operator", "dataset", "commit", "files", "rows"]),
+    )
 
 
 @dataset_group.command("retrieve")
@@ -98,15 +107,20 @@ def retrieve(
     operators with data that date, then the dataset if there are several.
     """
     from maomao.cli.progress import git_progress
-    from maomao.services import datasets
+    from maomao.services import advertising, datasets
 
     config = load_config()
     if hub is None:
-        hub = pick("hub", arun(datasets.hubs(config)), option="HUB")
+        hubs_found = arun(advertising.hub_listing(config))
+        warn(hubs_found.warnings)
+        hub = pick("hub", hubs_found.items, option="HUB")
     if date is None:
-        date = pick("date", arun(datasets.dates(config, hub)), option="DATE")
+        dates_found = arun(advertising.date_listing(config, hub))
+        warn(dates_found.warnings)
+        date = pick("date", dates_found.items, option="DATE")
     if operator is None or dataset is None:
-        entries = arun(datasets.listing(config, hub=hub, date=date))
+        entries = arun(advertising.snapshot_listing(config, hub=hub, date=date))
+        warn(entries.warnings)
         if operator is None:
             operators = sorted({e.operator for e in entries})
             operator = pick("operator", operators, option="OPERATOR")

@@ -13,15 +13,17 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from maomao.config import Config
-from maomao.errors import InvalidValue, NotFound
-from maomao.etcd import Compare, Put, Store
-from maomao.keys import Keys
-from maomao.models import Advertisement, IndexEntry
+from maomao.errors import InvalidValue, MaoError, NotFound, Unavailable
+from maomao.etcd import Compare, Put, Store, open_store
+from maomao.keys import DATE_RULE, Keys, validate_date, validate_name
+from maomao.models import Advertisement, IndexEntry, Listing
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long `snapshot` events stay in etcd (their lease TTL), seconds.
 EVENT_RETENTION = 7 * 24 * 3600
@@ -34,24 +36,55 @@ def event_id() -> str:
     return f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
 
 
-async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
-    """Write the advertisement, its index entry and the hub/date markers in one
-    transaction, then a ``snapshot`` event. Returns the revision of the transaction.
+def supersedes(new: Advertisement, old: Advertisement) -> bool:
+    """Whether *new* may replace *old* (same key, another commit).
 
-    A newer advertisement of the same dataset and day is never replaced by an older one
-    (an outbox flushed late): the transaction is guarded on what was read.
+    Publishes of one working tree (same ``source``) are ordered by their ``sequence``:
+    only a strictly higher one replaces, so a late outbox flush or a flush in any order
+    ends on the newest publish. ``published_at`` (one-second resolution) never decides
+    between them.
+
+    Publishes from different trees of one operator (two clones of a dataset in two
+    homes), or against an advertisement written before sequences existed, have no common
+    counter: there the strictly older ``published_at`` is refused and otherwise the new
+    one wins. (The commit graph would decide exactly, since pushes never force, but it
+    needs both commits in one repository; see the module docstring.)
+    """
+    if new.source and new.source == old.source and new.sequence > 0 and old.sequence > 0:
+        return new.sequence > old.sequence
+    return not old.published_at > new.published_at
+
+
+async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
+    """Write the advertisement, its index entry, the hub/date markers and its ``snapshot``
+    event in one transaction. Returns the revision of the transaction (or of what is
+    already there when nothing was written).
+
+    The event is in the same transaction, on a lease granted first, so it is written
+    exactly once: never lost after the advertisement landed, never repeated by a retry
+    (the same commit again is a no-op). An advertisement that does not
+    :func:`supersede <supersedes>` the stored one is skipped; the transaction is guarded
+    on what was read.
     """
     key = keys.snapshot(ad.operator, ad.hub, ad.date, ad.dataset)
+    index = IndexEntry.of(key, ad)
+    lease = 0
     for _ in range(5):
         current = await store.get(key)
         if current is not None:
-            existing = Advertisement.from_json(current.value)
-            if existing.commit == ad.commit and existing.digest == ad.digest:
-                return current.mod_revision  # already advertised: never twice
-            if existing.published_at > ad.published_at:
-                log.info("skipping stale advertisement of %s (%s)", key, ad.commit[:12])
-                return current.mod_revision
-        index = IndexEntry.of(key, ad)
+            try:
+                existing: Advertisement | None = Advertisement.from_json(current.value)
+            except ValueError:
+                existing = None  # our own key, unreadable: replace it
+            if existing is not None:
+                if existing.commit == ad.commit and existing.digest == ad.digest:
+                    return current.mod_revision  # already advertised: never twice
+                if not supersedes(ad, existing):
+                    log.info("skipping older advertisement of %s (%s)", key, ad.commit[:12])
+                    return current.mod_revision
+        if not lease:
+            lease = await store.grant(EVENT_RETENTION)
+        event = json.dumps({"key": key, **index.to_dict()}, separators=(",", ":"))
         result = await store.txn(
             [Compare(key, "mod", current.mod_revision if current else 0)],
             [
@@ -59,10 +92,10 @@ async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
                 Put(keys.index_snapshot(ad.hub, ad.date, ad.operator, ad.dataset), index.to_json()),
                 Put(keys.index_hub(ad.hub), ad.published_at),
                 Put(keys.index_date(ad.hub, ad.date), ad.published_at),
+                Put(keys.event("snapshot", event_id()), event, lease),
             ],
         )
         if result.succeeded:
-            await emit_event(store, keys, "snapshot", {"key": key, **index.to_dict()})
             return result.revision
     raise InvalidValue(f"{key} kept changing while advertising; try again")
 
@@ -76,83 +109,255 @@ async def emit_event(store: Store, keys: Keys, kind: str, body: dict[str, Any]) 
 
 
 # -- outbox --------------------------------------------------------------------------------
+# A publish puts its advertisement here as soon as its push has landed, before it contacts
+# etcd, and removes it once advertised: a publish killed in between (or that found etcd
+# away) is finished by the next command that flushes the outbox, or by the node.
+
+
 def outbox_entries(config: Config) -> list[Path]:
     folder = config.paths.outbox_dir
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
 def queue(config: Config, ad: Advertisement) -> Path:
-    """Keep an advertisement for later (written atomically, one file per snapshot)."""
+    """Keep an advertisement for later (written atomically, one file per publish)."""
     folder = config.paths.outbox_dir
     folder.mkdir(parents=True, exist_ok=True)
-    path = (
-        folder / f"{ad.published_at.replace(':', '')}-{ad.hub}-{ad.date}-{ad.dataset}-{ad.commit[:12]}.json"
+    path = folder / (
+        f"{ad.hub}-{ad.date}-{ad.dataset}-{ad.source[:12] or 'unknown'}-{ad.sequence:012d}-{ad.commit[:12]}.json"
     )
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(ad.to_json())
     tmp.replace(path)
     return path
 
 
-async def flush_outbox(config: Config, store: Store) -> list[Advertisement]:
-    """Advertise what was queued while etcd was away; each entry leaves the outbox only
-    once it is in etcd. Safe to run from several processes: advertising is idempotent."""
-    done: list[Advertisement] = []
+def unqueue(path: Path) -> None:
+    """An outbox entry leaves once it is in etcd (another process may have removed it)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _flush_order(item: tuple[Path, Advertisement]) -> tuple[str, int, str, str]:
+    """Oldest first, by each tree's own sequence (the order does not decide who wins:
+    :func:`supersedes` does; it only spares needless writes and events)."""
+    path, ad = item
+    return (ad.source, ad.sequence, ad.published_at, path.name)
+
+
+async def flush_outbox(config: Config, store: Store, *, exclude: Path | None = None) -> list[Advertisement]:
+    """Advertise what was queued while etcd was away (all but *exclude*); each entry
+    leaves the outbox only once it is in etcd. Safe to run from several processes:
+    advertising is idempotent.
+
+    :raises Unavailable: etcd went away; what is left stays queued.
+    """
+    queued: list[tuple[Path, Advertisement]] = []
     for path in outbox_entries(config):
-        try:
-            ad = Advertisement.from_json(path.read_text())
-        except (OSError, ValueError, TypeError):
-            log.warning("unreadable outbox entry %s left in place", path)
+        if exclude is not None and path == exclude:
             continue
-        await advertise(store, config.keys, ad)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        try:
+            queued.append((path, Advertisement.from_json(path.read_text())))
+        except FileNotFoundError:
+            continue  # flushed by another process meanwhile
+        except (OSError, ValueError):
+            log.warning("unreadable outbox entry %s left in place", path)
+    done: list[Advertisement] = []
+    for path, ad in sorted(queued, key=_flush_order):
+        try:
+            await advertise(store, config.keys, ad)
+        except Unavailable:
+            raise
+        except MaoError as exc:
+            log.warning("outbox entry %s left in place: %s", path, exc)
+            continue
+        unqueue(path)
         done.append(ad)
     return done
 
 
 # -- retrieve mode listings ----------------------------------------------------------------
-async def hubs(store: Store, keys: Keys) -> list[str]:
-    result = await store.range(keys.index_hubs, keys_only=True)
-    return [kv.key.rsplit("/", 1)[-1] for kv in result]
+# Every key and value below was written by some operator: a record that is malformed or
+# disagrees with its own key is skipped and reported (one warning line, with repr() so
+# that control bytes arrive escaped), never trusted and never fatal.
 
 
-async def dates(store: Store, keys: Keys, hub: str) -> list[str]:
-    """Dates with snapshots of *hub*, newest first."""
-    result = await store.range(keys.index_dates(hub), keys_only=True, descending=True)
-    return [kv.key.rsplit("/", 1)[-1] for kv in result]
+def _segments(key: str, prefix: str, count: int) -> list[str] | None:
+    """The *count* ``/``-separated segments of *key* after *prefix*, or None."""
+    parts = key[len(prefix) :].split("/") if key.startswith(prefix) else []
+    return parts if len(parts) == count else None
 
 
-async def entries(
+def _valid_name(value: str, kind: str) -> bool:
+    try:
+        validate_name(value, kind)
+    except MaoError:
+        return False
+    return True
+
+
+def _valid_date(value: str) -> bool:
+    try:
+        validate_date(value)
+    except MaoError:
+        return False
+    return True
+
+
+def _snapshot_key_parts(key: str, prefix: str, order: tuple[str, ...]) -> dict[str, str] | None:
+    """hub, date, operator and dataset as the key names them (in *order*), if all valid."""
+    segments = _segments(key, prefix, len(order))
+    if segments is None:
+        return None
+    parts = dict(zip(order, segments, strict=True))
+    if not _valid_date(parts["date"]):
+        return None
+    if not all(_valid_name(v, k) for k, v in parts.items() if k != "date"):
+        return None
+    return parts
+
+
+async def list_hubs(store: Store, keys: Keys) -> Listing[str]:
+    """Hubs that have snapshots, from their marker keys."""
+    prefix = keys.index_hubs
+    result = await store.range(prefix, keys_only=True)
+    found, warnings = [], []
+    for kv in result:
+        segments = _segments(kv.key, prefix, 1)
+        if segments is None or not _valid_name(segments[0], "hub"):
+            warnings.append(f"skipped hub marker {kv.key!r}: not a valid hub name")
+            continue
+        found.append(segments[0])
+    return Listing(items=found, warnings=warnings)
+
+
+async def list_dates(store: Store, keys: Keys, hub: str) -> Listing[str]:
+    """Dates with snapshots of *hub*, newest first, from their marker keys."""
+    prefix = keys.index_dates(hub)
+    result = await store.range(prefix, keys_only=True, descending=True)
+    found, warnings = [], []
+    for kv in result:
+        segments = _segments(kv.key, prefix, 1)
+        if segments is None or not _valid_date(segments[0]):
+            warnings.append(f"skipped date marker {kv.key!r}: not a valid date ({DATE_RULE})")
+            continue
+        found.append(segments[0])
+    return Listing(items=found, warnings=warnings)
+
+
+async def list_entries(
     store: Store, keys: Keys, *, hub: str | None = None, date: str | None = None, operator: str | None = None
-) -> list[IndexEntry]:
-    """Index entries narrowed by hub, date and operator, with one range read."""
+) -> Listing[IndexEntry]:
+    """Index entries narrowed by hub, date and operator, with one range read.
+
+    An entry is used only when its key's segments are valid names, its summary names the
+    same hub, date, operator and dataset as its key, and its ``ref`` is the advertisement
+    key that those name.
+    """
     if date is not None and hub is None:
         raise InvalidValue("--date needs --hub")
     if operator is not None and (hub is None or date is None):
         return await _operator_entries(store, keys, operator, hub, date)
     result = await store.range(keys.index_snapshots(hub, date, operator))
-    found = []
+    order = ("hub", "date", "operator", "dataset")
+    found, warnings = [], []
     for kv in result:
+        parts = _snapshot_key_parts(kv.key, keys.index_snapshots(), order)
+        if parts is None:
+            warnings.append(f"skipped index entry {kv.key!r}: not a snapshot index key")
+            continue
         try:
-            found.append(IndexEntry.from_json(kv.value))
-        except (ValueError, TypeError):
-            log.warning("unreadable index entry %s", kv.key)
-    return found
+            entry = IndexEntry.from_json(kv.value)
+        except ValueError as exc:
+            warnings.append(f"skipped index entry {kv.key!r}: {exc}")
+            continue
+        claimed = {"hub": entry.hub, "date": entry.date, "operator": entry.operator, "dataset": entry.dataset}
+        ref = keys.snapshot(parts["operator"], parts["hub"], parts["date"], parts["dataset"])
+        if claimed != parts:
+            warnings.append(f"skipped index entry {kv.key!r}: its fields describe another snapshot")
+        elif entry.ref != ref:
+            warnings.append(f"skipped index entry {kv.key!r}: it points at {entry.ref!r}, not {ref!r}")
+        else:
+            found.append(entry)
+    return Listing(items=found, warnings=warnings)
 
 
 async def _operator_entries(
     store: Store, keys: Keys, operator: str, hub: str | None, date: str | None
-) -> list[IndexEntry]:
-    """One operator's advertisements come from its own prefix (its authoritative records)."""
+) -> Listing[IndexEntry]:
+    """One operator's advertisements come from its own prefix (its authoritative records),
+    under the same rules as the index: each must describe the snapshot its key names."""
     result = await store.range(keys.snapshots(operator, hub, date))
-    found = []
+    order = ("hub", "date", "dataset")
+    found, warnings = [], []
     for kv in result:
+        parts = _snapshot_key_parts(kv.key, keys.snapshots(operator), order)
+        if parts is None:
+            warnings.append(f"skipped advertisement {kv.key!r}: not a snapshot key")
+            continue
         try:
-            found.append(IndexEntry.of(kv.key, Advertisement.from_json(kv.value)))
-        except (ValueError, TypeError):
-            log.warning("unreadable advertisement %s", kv.key)
-    return found
+            ad = Advertisement.from_json(kv.value)
+        except ValueError as exc:
+            warnings.append(f"skipped advertisement {kv.key!r}: {exc}")
+            continue
+        if (ad.operator, ad.hub, ad.date, ad.dataset) != (
+            operator,
+            parts["hub"],
+            parts["date"],
+            parts["dataset"],
+        ):
+            warnings.append(f"skipped advertisement {kv.key!r}: it describes another snapshot")
+            continue
+        found.append(IndexEntry.of(kv.key, ad))
+    return Listing(items=found, warnings=warnings)
+
+
+def _logged(listing: Listing[T]) -> list[T]:
+    for line in listing.warnings:
+        log.warning("%s", line)
+    return listing.items
+
+
+async def hubs(store: Store, keys: Keys) -> list[str]:
+    """:func:`list_hubs` as a plain list (the warnings go to the log)."""
+    return _logged(await list_hubs(store, keys))
+
+
+async def dates(store: Store, keys: Keys, hub: str) -> list[str]:
+    """:func:`list_dates` as a plain list (the warnings go to the log)."""
+    return _logged(await list_dates(store, keys, hub))
+
+
+async def entries(
+    store: Store, keys: Keys, *, hub: str | None = None, date: str | None = None, operator: str | None = None
+) -> list[IndexEntry]:
+    """:func:`list_entries` as a plain list (the warnings go to the log)."""
+    return _logged(await list_entries(store, keys, hub=hub, date=date, operator=operator))
+
+
+# -- the listings as commands see them: outbox flushed first ---------------------------------
+async def hub_listing(config: Config) -> Listing[str]:
+    """`dataset hubs`: what is queued in the outbox is written first, then listed."""
+    async with open_store(config) as store:
+        await flush_outbox(config, store)
+        return await list_hubs(store, config.keys)
+
+
+async def date_listing(config: Config, hub: str) -> Listing[str]:
+    """`dataset dates HUB`, newest first."""
+    validate_name(hub, "hub")
+    async with open_store(config) as store:
+        await flush_outbox(config, store)
+        return await list_dates(store, config.keys, hub)
+
+
+async def snapshot_listing(
+    config: Config, *, hub: str | None = None, date: str | None = None, operator: str | None = None
+) -> Listing[IndexEntry]:
+    """`dataset list`, narrowed by hub, date and operator."""
+    async with open_store(config) as store:
+        await flush_outbox(config, store)
+        return await list_entries(store, config.keys, hub=hub, date=date, operator=operator)
 
 
 async def advertisement(

@@ -2,18 +2,29 @@
 
 Commit the directory (``sync <ISO time>``), push it (fetch + rebase when the remote moved,
 never force) with its snapshot tag, and only then write the advertisement and its index
-entry in one etcd transaction, with its ``snapshot`` event. When etcd is unreachable
-after the push, the advertisement waits in the home's outbox and is written by the next
-command that reaches etcd (or the running node): nothing is lost, nothing is advertised
-twice. Publishes of one directory in one home wait for each other on a local lock
-instead of failing on git's ``index.lock``.
+entry in one etcd transaction, with its ``snapshot`` event. As soon as the push has
+landed, the advertisement goes to the home's outbox, and leaves it once it is in etcd:
+when etcd is unreachable, or the publish is killed before it reached etcd, the next
+command that reaches etcd (or the running node) writes it. Nothing is lost, nothing is
+advertised twice. Publishes of one directory in one home wait for each other on a local
+lock instead of failing on git's ``index.lock``.
+
+The newest publish wins: each advertisement carries its tree's ``source`` id and a
+``sequence`` raised under the tree lock (both kept in ``.git/maomao-publish.json``), and
+a lower or equal sequence never replaces a higher one (``advertising.supersedes``), so
+the order in which an outbox is flushed and the one-second ``published_at`` never
+decide. Between two clones of one dataset (two homes, two trees) there is no common
+counter; the older ``published_at`` loses there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import string
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +49,44 @@ def tree_lock_path(config: Config, directory: Path) -> Path:
     return config.paths.locks_dir / f"tree-{digest}.lock"
 
 
+#: The placeholders ``git.remote`` may hold.
+REMOTE_PLACEHOLDERS = ("hub", "dataset", "operator")
+
+#: Inside ``.git`` of a published tree: its random source id and its publish counter.
+SEQUENCE_FILE = "maomao-publish.json"
+
+
+def expand_remote_template(template: str, *, hub: str, dataset: str, operator: str) -> str:
+    """``git.remote`` with its ``{hub}``, ``{dataset}`` and ``{operator}`` replaced.
+
+    :raises InvalidValue: any other placeholder (``{x}``, ``{0}``, ``{hub.attr}``,
+        ``{hub!r}``) or a lone brace, in one line naming the setting.
+    """
+    allowed = ", ".join(f"{{{name}}}" for name in REMOTE_PLACEHOLDERS)
+    values = {"hub": hub, "dataset": dataset, "operator": operator}
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InvalidValue(
+            f"git.remote {template!r} is not a valid template ({exc}); use {allowed}"
+        ) from None
+    for literal, field, spec, conversion in parsed:
+        out.append(literal)
+        if field is None:
+            continue
+        if field not in values or spec or conversion:
+            shown = (
+                "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            )
+            raise InvalidValue(f"git.remote {template!r} has an unknown placeholder {shown}; use {allowed}")
+        out.append(values[field])
+    return "".join(out)
+
+
 def resolve_remote(config: Config, directory: Path, remote: str | None, hub: str, dataset: str) -> str:
     """``--remote``, else the tree's ``origin``, else ``git.remote`` of the config, in which
-    ``{hub}`` and ``{dataset}`` are replaced (one repository per dataset)."""
+    ``{hub}``, ``{dataset}`` and ``{operator}`` are replaced (one repository per dataset)."""
     if remote:
         return gitstore.check_remote_url(remote)
     if gitstore.is_repo(directory):
@@ -49,9 +95,37 @@ def resolve_remote(config: Config, directory: Path, remote: str | None, hub: str
             return existing
     if config.git_remote:
         return gitstore.check_remote_url(
-            config.git_remote.format(hub=hub, dataset=dataset, operator=config.operator)
+            expand_remote_template(config.git_remote, hub=hub, dataset=dataset, operator=config.operator)
         )
     raise InvalidValue(f"{directory} has no git remote: give --remote URL (or set git.remote with mao init)")
+
+
+def next_sequence(directory: Path) -> tuple[str, int]:
+    """The tree's source id and its next publish sequence, recorded before it is used.
+
+    Called under the tree lock, so publishes of one tree get strictly increasing numbers.
+    A missing or unreadable record starts a new source (a counter that restarted cannot
+    be compared with the old one, so it must not share its id).
+    """
+    path = directory / ".git" / SEQUENCE_FILE
+    source, sequence = "", 0
+    try:
+        saved = json.loads(path.read_text())
+        if (
+            isinstance(saved, dict)
+            and isinstance(saved.get("source"), str)
+            and isinstance(saved.get("sequence"), int)
+        ):
+            source, sequence = saved["source"], saved["sequence"]
+    except (OSError, ValueError):
+        pass
+    if not source or sequence < 0:
+        source, sequence = uuid.uuid4().hex, 0
+    sequence += 1
+    tmp = path.with_name(f".{SEQUENCE_FILE}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps({"source": source, "sequence": sequence}))
+    tmp.replace(path)
+    return source, sequence
 
 
 @dataclass(frozen=True)
@@ -62,6 +136,8 @@ class _Pushed:
     url: str
     tag: str
     snapshot: gitstore.Snapshot
+    source: str
+    sequence: int
 
 
 def _commit_and_push(
@@ -82,9 +158,17 @@ def _commit_and_push(
         f"maomao snapshot of {hub} on {date} by {config.operator} ({dataset})",
     )
     pushed = gitstore.push(directory, "origin", branch, tag=tag, ssh=ssh_key(config), progress=progress)
+    source, sequence = next_sequence(directory)
     snapshot = gitstore.compute_snapshot(directory, gitstore.committed_paths(directory, pushed.commit))
     return _Pushed(
-        pushed.commit, committed.created, branch, gitstore.redact_url(url), pushed.tag or "", snapshot
+        pushed.commit,
+        committed.created,
+        branch,
+        gitstore.redact_url(url),
+        pushed.tag or "",
+        snapshot,
+        source,
+        sequence,
     )
 
 
@@ -133,14 +217,17 @@ async def publish(
             run_id=run_id,
             published_at=now_iso(),
             tag=pushed.tag,
+            source=pushed.source,
+            sequence=pushed.sequence,
         )
         remember(directory, key, ad)
+        queued = advertising.queue(config, ad)  # before etcd: a kill from here on loses nothing
         try:
             async with open_store(config) as store:
-                await advertising.flush_outbox(config, store)
+                await advertising.flush_outbox(config, store, exclude=queued)
                 revision = await advertising.advertise(store, config.keys, ad)
+            advertising.unqueue(queued)
         except Unavailable as exc:
-            queued = advertising.queue(config, ad)
             log.warning("etcd unreachable (%s): advertisement queued in %s", exc, queued)
             return PublishResult(
                 state="queued", advertisement=ad, key=key, committed=pushed.committed, pushed=True,
