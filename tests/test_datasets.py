@@ -63,7 +63,7 @@ def test_publish_then_find_and_retrieve_verified(
     assert [e["key"] for e in events] == [key]
 
     # bob finds it: hubs -> dates -> list
-    assert bob("--json", "dataset", "hubs").json() == {"hubs": ["dockerhub"]}
+    assert bob("--json", "dataset", "hubs").json() == {"hubs": ["dockerhub"], "warnings": []}
     publish(alice, write_data(tmp_path / "work2" / "images"), "--hub", "dockerhub", "--date", "2026-11-22",
             "--remote", str(bare_repo("second.git")))  # fmt: skip
     assert bob("--json", "dataset", "dates", "dockerhub").json()["dates"] == ["2026-11-22", "2026-11-20"]
