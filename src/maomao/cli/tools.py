@@ -243,6 +243,8 @@ def tool_run(
                 f"run {record.id}: {record.tool} {record.command} → {record.hub}/{record.dataset} "
                 f"({record.runner}); log: {record.log}"
             )
+        elif event == "cancelled":
+            note(f"run {record.id} cancelled after {record.duration:.2f}s; log: {record.log}")
 
     params: dict[str, Any] = {
         "tool": name,

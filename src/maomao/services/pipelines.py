@@ -26,11 +26,14 @@ refused, so that no secret is stored by mistake.
 
 `pipeline run` records a run of kind ``pipeline`` (its steps' run ids in ``steps``) and
 one tool run per step; the first step that fails stops the pipeline, and the error names
-it.
+it. A cancelled pipeline run (Ctrl-C) stops its current step and both are recorded
+``cancelled``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -51,7 +54,7 @@ from maomao.keys import validate_name
 from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
 from maomao.models import Pipeline, PipelineStep, RunRecord, SecretRef
 from maomao.runners import DEFAULT_RUNNER
-from maomao.services.runs import RunFailed, RunRequest, new_run_id, run_tool
+from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, new_run_id, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
 from maomao.services.tools import using_store
 
@@ -418,59 +421,70 @@ async def run_pipeline(
         step_records: list[RunRecord] = []
         error: RunFailed | None = None
         previous_output: Path | None = None
-        for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
-            where = f"step {index} '{step.name}' ({step.tool})"
-            if on_step is not None:
-                await _call(on_step(index, step, "start", None))
-            try:
-                step_hub = step.hub or hub or pipeline.hub or None
-                outcome = await run_tool(
-                    config,
-                    RunRequest(
-                        tool=step.tool,
-                        command=step.command or None,
-                        args=step.args,
-                        hub=step_hub,
-                        dataset=step.output,
-                        runner=runner,
-                        publish=publish and step.publish,
-                        input_dir=_input_dir(config, step, step_hub, previous_output),
-                        env=env,
-                        timeout=step.timeout,
-                        pipeline=pipeline.name,
-                        step=step.name,
-                    ),
-                    store=s,
-                )
-            except MaoError as exc:
-                message = f"{where} could not run: {' '.join(str(exc).split())}"
-                record = msgspec.structs.replace(record, status="error", message=message)
-                error = RunFailed(record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code)
-                break
-            step_records.append(outcome.record)
-            record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
-            if on_step is not None:
-                await _call(on_step(index, step, "end", outcome.record))
-            failed = outcome.error
-            if failed is not None:
-                status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
-                message = f"{where} {status}: {failed}"
+        try:
+            for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
+                where = f"step {index} '{step.name}' ({step.tool})"
+                if on_step is not None:
+                    await _call(on_step(index, step, "start", None))
+                try:
+                    step_hub = step.hub or hub or pipeline.hub or None
+                    outcome = await run_tool(
+                        config,
+                        RunRequest(
+                            tool=step.tool,
+                            command=step.command or None,
+                            args=step.args,
+                            hub=step_hub,
+                            dataset=step.output,
+                            runner=runner,
+                            publish=publish and step.publish,
+                            input_dir=_input_dir(config, step, step_hub, previous_output),
+                            env=env,
+                            timeout=step.timeout,
+                            pipeline=pipeline.name,
+                            step=step.name,
+                        ),
+                        store=s,
+                    )
+                except MaoError as exc:
+                    message = f"{where} could not run: {' '.join(str(exc).split())}"
+                    record = msgspec.structs.replace(record, status="error", message=message)
+                    error = RunFailed(
+                        record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code
+                    )
+                    break
+                step_records.append(outcome.record)
+                record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
+                if on_step is not None:
+                    await _call(on_step(index, step, "end", outcome.record))
+                failed = outcome.error
+                if failed is not None:
+                    status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
+                    message = f"{where} {status}: {failed}"
+                    record = msgspec.structs.replace(
+                        record, status=status, exit_code=outcome.record.exit_code, message=message,
+                        log=outcome.record.log,
+                    )  # fmt: skip
+                    error = RunFailed(
+                        record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
+                    )
+                    break
+                await s.put(key, record.to_json())
+                previous_output = Path(outcome.record.data_dir)
+            else:
+                last = step_records[-1]
                 record = msgspec.structs.replace(
-                    record, status=status, exit_code=outcome.record.exit_code, message=message,
-                    log=outcome.record.log,
+                    record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
+                    rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
                 )  # fmt: skip
-                error = RunFailed(
-                    record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
-                )
-                break
-            await s.put(key, record.to_json())
-            previous_output = Path(outcome.record.data_dir)
-        else:
-            last = step_records[-1]
+        except asyncio.CancelledError:
             record = msgspec.structs.replace(
-                record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
-                rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
+                record, status="cancelled", message="cancelled", finished_at=now_iso(),
+                duration=round(time.monotonic() - started, 3),
             )  # fmt: skip
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(s.put(key, record.to_json())), FINAL_WRITE_TIMEOUT)
+            raise
         record = msgspec.structs.replace(
             record, finished_at=now_iso(), duration=round(time.monotonic() - started, 3)
         )
