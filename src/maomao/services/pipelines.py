@@ -52,7 +52,7 @@ from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageEr
 from maomao.etcd import Get, Store
 from maomao.keys import validate_name
 from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
-from maomao.models import Pipeline, PipelineStep, RunRecord, SecretRef
+from maomao.models import Listing, Pipeline, PipelineStep, RunRecord, SecretRef
 from maomao.runners import DEFAULT_RUNNER
 from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, new_run_id, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
@@ -318,22 +318,37 @@ async def get_pipeline(
         kv = await s.get(key)
     if kv is None:
         raise NotFound(f"pipeline {name!r}", f"no pipeline '{name}' of {op}")
-    return PipelineEntry(Pipeline.from_json(kv.value), key, kv.mod_revision)
+    try:
+        return PipelineEntry(_pipeline_of(kv.value, name, op), key, kv.mod_revision)
+    except ValueError as exc:
+        raise InvalidValue(f"unreadable pipeline at {key}: {' '.join(str(exc).split())}") from None
+
+
+def _pipeline_of(raw: bytes | str, name: str, operator: str) -> Pipeline:
+    """The stored pipeline *name* of *operator*. :raises ValueError: it is not that."""
+    pipeline = Pipeline.from_json(raw)
+    if pipeline.name != name or pipeline.operator != operator:
+        raise ValueError(f"it names pipeline {pipeline.name!r} of {pipeline.operator!r}")
+    return pipeline
 
 
 async def list_pipelines(
     config: Config, *, operator: str | None = None, store: Store | None = None
-) -> list[PipelineEntry]:
+) -> Listing[PipelineEntry]:
+    """*operator*'s pipelines by name; a record that is not a pipeline of its key is
+    skipped with a warning."""
     op = validate_name(operator or config.operator, "operator")
     async with using_store(config, store) as s:
         found = await s.range(config.keys.records(op, "pipelines"))
-    entries = []
+    entries, warnings = [], []
     for kv in found:
         try:
-            entries.append(PipelineEntry(Pipeline.from_json(kv.value), kv.key, kv.mod_revision))
-        except ValueError:
-            continue
-    return entries
+            entries.append(
+                PipelineEntry(_pipeline_of(kv.value, kv.key.rsplit("/", 1)[-1], op), kv.key, kv.mod_revision)
+            )
+        except ValueError as exc:
+            warnings.append(f"skipped {kv.key}: {' '.join(str(exc).split())}")
+    return Listing(items=entries, warnings=warnings)
 
 
 async def remove_pipeline(config: Config, name: str, *, store: Store | None = None) -> PipelineEntry:
