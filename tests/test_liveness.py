@@ -276,3 +276,28 @@ def test_up_detach_takes_any_healthy_endpoint(operator_home, tmp_path: Path, etc
         assert [m["operator"] for m in members.json()["members"] if m["online"]] == ["bob"]
     finally:
         bob("down")
+
+
+async def test_cancelling_a_pipeline_run_records_it_and_its_step_cancelled(
+    alice_tools: Config, tmp_path: Path, etcdctl, ns: str
+) -> None:  # type: ignore[no-untyped-def]
+    from maomao.services.pipelines import add_pipeline, run_pipeline
+
+    file = tmp_path / "naps.yaml"
+    file.write_text("name: naps\nsteps:\n  - tool: collector\n    command: nap\n    output: napped\n")
+    await add_pipeline(alice_tools, file)
+    data = alice_tools.paths.dataset_dir("testhub", "napped")
+    task = asyncio.create_task(run_pipeline(alice_tools, "naps", publish=False))
+    await asyncio.to_thread(wait_until, lambda: nap_pid(data) is not None or task.done(), 30, "the step")
+    pgid = nap_pid(data)
+    assert pgid is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=10)
+    runs = [json.loads(v) for v in etcdctl.get_prefix(f"{ns}/ops/alice/runs/").values()]
+    assert sorted((r["kind"], r["status"]) for r in runs) == [
+        ("pipeline", "cancelled"),
+        ("tool", "cancelled"),
+    ]
+    assert all(r["finished_at"] for r in runs)
+    assert not group_alive(pgid)

@@ -361,12 +361,12 @@ async def install_tool(
         previous = read_install(config, name)
         commit = await asyncio.to_thread(_checkout, entry.record.repo, wanted, dest)
         try:
-            manifest = load_manifest(dest)
+            manifest = await asyncio.to_thread(load_manifest, dest)
         except ManifestError:
             if previous is not None and previous.commit != commit:
                 await asyncio.to_thread(_checkout, entry.record.repo, previous.commit, dest)
             elif previous is None:
-                shutil.rmtree(dest, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, dest, ignore_errors=True)
                 install_file(config, name).unlink(missing_ok=True)
             raise
         install = ToolInstall(
