@@ -422,3 +422,122 @@ def test_sandbox_shows_a_program_living_under_tmp(tmp_path: Path, sandbox: Sandb
         assert "hello from under tmp" in (tmp_path / "run.log").read_text()
     finally:
         shutil.rmtree(venv_like, ignore_errors=True)
+
+
+# -- cancellation, limits without preexec_fn, cached probes ------------------------------------
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process (not a zombie) is still in process group *pgid*."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+NAP = "import os, subprocess, sys, time; print(os.getpid(), flush=True); subprocess.Popen(['sleep', '30']); time.sleep(30)"
+
+
+def first_line_pid(log: Path, timeout: float = 10) -> int:
+    """The pid a NAP tool printed first in its log (the header is line 0)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) > 1 and lines[1].isdigit():
+            return int(lines[1])
+        time.sleep(0.02)
+    raise AssertionError(f"the tool never started: {log.read_text() if log.exists() else 'no log'}")
+
+
+def test_a_stopper_stops_the_whole_group_within_a_second(tmp_path: Path) -> None:
+    import threading
+
+    from maomao.runners import Stopper
+
+    stopper = Stopper()
+    run_spec = spec(tmp_path, PY, "-c", NAP, timeout=60)
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(ProcessRunner().run(run_spec, stopper)))
+    worker.start()
+    try:
+        pid = first_line_pid(run_spec.log_file)
+        asked = time.monotonic()
+        stopper.stop()
+        worker.join(timeout=5)
+        assert not worker.is_alive() and time.monotonic() - asked < 1.0
+    finally:
+        stopper.stop()
+        worker.join(timeout=10)
+    (result,) = results
+    assert result.status is RunStatus.CANCELLED and result.message == "cancelled"
+    text = result.log_file.read_text()
+    assert "[mao] cancelled: stopping it" in text and "run - cancelled" in text
+    assert not group_alive(pid)
+
+
+async def test_cancelling_the_awaiting_task_stops_the_run(tmp_path: Path) -> None:
+    import asyncio
+
+    from maomao.runners import RunCancelled
+
+    run_spec = spec(tmp_path, PY, "-c", NAP, timeout=60)
+    task = asyncio.create_task(ProcessRunner().run_async(run_spec))
+    for _ in range(500):
+        if run_spec.log_file.exists() and len(run_spec.log_file.read_text().splitlines()) > 1:
+            break
+        await asyncio.sleep(0.02)
+    pid = int(run_spec.log_file.read_text().splitlines()[1])
+    asked = time.monotonic()
+    task.cancel()
+    with pytest.raises(RunCancelled) as cancelled:
+        await asyncio.wait_for(task, timeout=5)
+    assert time.monotonic() - asked < 1.0
+    assert cancelled.value.result.status is RunStatus.CANCELLED
+    assert isinstance(cancelled.value, asyncio.CancelledError)  # it goes on propagating
+    assert not group_alive(pid)
+
+
+def test_limits_are_applied_without_preexec_fn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """preexec_fn runs Python between fork and exec: unsafe in the node's threaded process."""
+    import subprocess
+
+    seen: list[dict[str, Any]] = []
+    real = subprocess.Popen
+
+    class Recording(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Recording)
+    limits = Limits(cpu_seconds=7, open_files=48)
+    result = ProcessRunner().run(
+        spec(tmp_path, "sh", "-c", "ulimit -t; ulimit -Ht; ulimit -n", limits=limits)
+    )
+    assert result.ok, result.log_file.read_text()
+    assert seen and all(kwargs.get("preexec_fn") is None for kwargs in seen)
+    assert result.log_file.read_text().splitlines()[1:4] == ["7", "12", "48"]  # CPU soft, hard; NOFILE
+
+
+def test_limits_without_prlimit_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from maomao.runners import process
+
+    monkeypatch.setattr(process, "prlimit_program", lambda: None)
+    result = ProcessRunner().run(
+        spec(tmp_path, "sh", "-c", "sleep 0.2; ulimit -n", limits=Limits(open_files=40))
+    )
+    assert result.ok and result.log_file.read_text().splitlines()[1] == "40"
+
+
+def test_a_probe_runs_once_per_process_not_per_runner(tmp_path: Path, fake_engine: tuple[Path, Path]) -> None:
+    fake, record = fake_engine
+    for _ in range(3):
+        assert ContainerRunner(executable=fake).available()  # a new runner each time, as per run
+    calls = [json.loads(line)["argv"] for line in record.read_text().splitlines()]
+    assert calls == [["info"]]

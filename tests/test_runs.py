@@ -301,7 +301,7 @@ async def test_parallel_runs_in_one_home_wait_instead_of_failing(publishing: Con
 
 
 def test_with_a_node_up_the_node_runs_the_tool_for_the_command(
-    operator_home, tmp_path: Path, etcdctl, ns: str
+    operator_home, tmp_path: Path, etcd, etcdctl, ns: str
 ) -> None:  # type: ignore[no-untyped-def]
     """`mao tool run` hands the run to the running node (no etcd client start-up in the
     command); output, record, errors and exit codes are the same as when it runs itself."""
@@ -327,12 +327,17 @@ def test_with_a_node_up_the_node_runs_the_tool_for_the_command(
         assert doc["error"] == "RunFailed" and doc["run"]["exit_code"] == 3 and doc["run"]["pid"] == node_pid
         assert re.search(r"^error: run \S+ failed \(exit code 3\); log: \S+$", failed.err, re.M)
 
-        # a command whose settings differ from the node's runs by itself
+        # a command whose settings differ from the node's (the same etcd, spelled another
+        # way) is declined by the node and runs by itself, in its own process
+        same_etcd = etcd.url.replace("127.0.0.1", "localhost")
         other = subprocess.run(
             [sys.executable, "-m", "maomao", "--json", "tool", "run", "collector", "collect", "--no-publish"],
-            env={**alice.env(), "MAO_NAMESPACE": ns + "-x"}, capture_output=True, text=True, timeout=60,
+            env={**alice.env(), "MAO_ETCD": same_etcd}, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        assert other.returncode != 0 or json.loads(other.stdout)["pid"] != node_pid
+        assert other.returncode == 0, other.stderr
+        itself = json.loads(other.stdout)
+        assert itself["status"] == "succeeded" and itself["pid"] not in (node_pid, 0)
+        assert json.loads(etcdctl.get(f"{ns}/ops/alice/runs/{itself['id']}"))["pid"] == itself["pid"]
     finally:
         assert alice("down").code == 0
     assert not (alice.home / "node.sock").exists()

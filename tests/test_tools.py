@@ -154,7 +154,7 @@ def test_cli_add_list_show_install_and_update_in_place(operator_home, tmp_path: 
     assert installed.code == 0, installed.err
     doc = installed.json()
     assert doc["commit"] == first_commit and doc["previous_commit"] == ""
-    assert doc["commands"] == ["collect", "fail", "slow", "probe"]
+    assert doc["commands"] == ["collect", "fail", "slow", "probe", "nap"]
     tool_dir = Path(doc["path"])
     assert tool_dir == alice.home / "tools" / "collector"
     assert git(tool_dir, "rev-parse", "HEAD") == first_commit  # the git CLI as oracle

@@ -82,6 +82,23 @@ run = [{PY}, "probe.py", "{{port}}", "{{outside}}"]
 required = true
 [commands.probe.args.outside]
 required = true
+
+[commands.nap]
+description = "Sleeps a while, with a child of its own (to be interrupted)"
+run = [{PY}, "nap.py", "{{seconds}}"]
+[commands.nap.args.seconds]
+default = "8"
+"""
+
+#: Writes its pid (its process group) to MAO_DATA_DIR/nap.pid, starts a child, sleeps.
+NAP = """\
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print("napping", flush=True)
+with open(os.path.join(os.environ["MAO_DATA_DIR"], "nap.pid.tmp"), "w") as fh:
+    fh.write(str(os.getpid()))
+os.replace(os.path.join(os.environ["MAO_DATA_DIR"], "nap.pid.tmp"), os.path.join(os.environ["MAO_DATA_DIR"], "nap.pid"))
+time.sleep(float(sys.argv[1]))
 """
 
 PROBE = """\
@@ -141,7 +158,7 @@ def commit_files(path: Path, files: dict[str, str], message: str) -> str:
 def collector_repo(root: Path) -> Path:
     return make_repo(
         root / "collector.git-src",
-        {"maomao.toml": COLLECTOR_MANIFEST, "collect.py": COLLECT, "probe.py": PROBE},
+        {"maomao.toml": COLLECTOR_MANIFEST, "collect.py": COLLECT, "probe.py": PROBE, "nap.py": NAP},
     )
 
 

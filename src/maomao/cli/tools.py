@@ -18,7 +18,7 @@ import click
 from maomao.cli.app import CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
-from maomao.cli.output import GLOBALS, emit, note, table
+from maomao.cli.output import GLOBALS, emit, note, table, warn
 from maomao.errors import UsageError
 
 if TYPE_CHECKING:
@@ -128,7 +128,11 @@ def tool_list() -> None:
         }
         for row in rows
     ]
-    emit({"tools": rows}, table(shown, ["name", "owner", "repo", "ref", "installed", "description"]))
+    warn(entries.warnings)
+    emit(
+        {"tools": rows, "warnings": entries.warnings},
+        table(shown, ["name", "owner", "repo", "ref", "installed", "description"]),
+    )
 
 
 @tool_group.command("show")
@@ -243,6 +247,8 @@ def tool_run(
                 f"run {record.id}: {record.tool} {record.command} → {record.hub}/{record.dataset} "
                 f"({record.runner}); log: {record.log}"
             )
+        elif event == "cancelled":
+            note(f"run {record.id} cancelled after {record.duration:.2f}s; log: {record.log}")
 
     params: dict[str, Any] = {
         "tool": name,
@@ -350,7 +356,11 @@ def run_list(operator: str | None, limit: int) -> None:
         }
         for row in rows
     ]  # fmt: skip
-    emit({"runs": rows}, table(shown, ["id", "what", "status", "exit", "duration", "where", "started_at"]))
+    warn(runs.warnings)
+    emit(
+        {"runs": rows, "warnings": runs.warnings},
+        table(shown, ["id", "what", "status", "exit", "duration", "where", "started_at"]),
+    )
 
 
 @run_group.command("show")
@@ -416,7 +426,11 @@ def pipeline_list(operator: str | None) -> None:
         {**row, "steps": " → ".join(s["name"] for s in row["steps"]), "hub": row["hub"] or "-"}
         for row in rows
     ]
-    emit({"pipelines": rows}, table(shown, ["name", "hub", "steps", "description"]))
+    warn(entries.warnings)
+    emit(
+        {"pipelines": rows, "warnings": entries.warnings},
+        table(shown, ["name", "hub", "steps", "description"]),
+    )
 
 
 @pipeline_group.command("show")

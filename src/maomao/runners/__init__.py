@@ -12,15 +12,18 @@ from collections.abc import Callable
 
 from maomao.errors import UsageError
 from maomao.runners.base import (
+    CANCEL_GRACE,
     DEFAULT_GRACE,
     DEFAULT_TIMEOUT,
     Availability,
     Limits,
+    RunCancelled,
     Runner,
     RunnerUnavailable,
     RunResult,
     RunSpec,
     RunStatus,
+    Stopper,
 )
 from maomao.runners.container import ContainerRunner
 from maomao.runners.process import ProcessRunner
@@ -59,6 +62,7 @@ def get_runner(name: str = DEFAULT_RUNNER) -> Runner:
 
 
 __all__ = [
+    "CANCEL_GRACE",
     "DEFAULT_GRACE",
     "DEFAULT_RUNNER",
     "DEFAULT_TIMEOUT",
@@ -67,12 +71,14 @@ __all__ = [
     "ContainerRunner",
     "Limits",
     "ProcessRunner",
+    "RunCancelled",
     "RunResult",
     "RunSpec",
     "RunStatus",
     "Runner",
     "RunnerUnavailable",
     "SandboxRunner",
+    "Stopper",
     "UnknownRunner",
     "get_runner",
 ]

@@ -9,19 +9,26 @@ A runner starts one tool process for one run and waits for it:
   header line, the tool's stdout and stderr interleaved, and a footer line.
 * Nothing the tool started outlives the run: its process group (or pid namespace, or
   container) is killed when the run ends, normally or not.
-* :meth:`Runner.available` is cheap to call again (probes run once per runner object).
+* :meth:`Runner.available` is cheap to call again: a probe's answer is cached for the
+  process (keyed by what it probed), so a node does not start ``docker info`` per run.
+* A run can be stopped from another thread (:class:`Stopper`) or by cancelling the task
+  awaiting :meth:`Runner.run_async`: its process group gets SIGTERM at once, SIGKILL after
+  :data:`CANCEL_GRACE`, and it ends ``cancelled`` with its log kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from maomao.errors import InvalidValue, MaoError
 
@@ -33,8 +40,13 @@ DEFAULT_CPU_SECONDS = 3600
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
 #: Default number of open files (``RLIMIT_NOFILE``).
 DEFAULT_OPEN_FILES = 1024
-#: Seconds between SIGTERM and SIGKILL when a run is stopped.
+#: Seconds between SIGTERM and SIGKILL when a run times out.
 DEFAULT_GRACE = 2.0
+#: Seconds between SIGTERM and SIGKILL when a run is cancelled (someone is waiting).
+CANCEL_GRACE = 0.8
+#: Seconds a failed probe is believed (an engine may be started meanwhile); a good
+#: probe is believed for the life of the process.
+PROBE_RETRY = 60.0
 
 #: The variables maomao gives every run (DESIGN.md); a spec's ``env`` may not set them.
 MAO_VARIABLES = ("MAO_DATA_DIR", "MAO_INPUT_DIR", "MAO_OPERATOR", "MAO_HUB", "MAO_RUN_ID")
@@ -49,6 +61,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"  # non-zero exit code, or killed by a signal it did not get from us
     TIMED_OUT = "timed-out"  # outlived its timeout and was killed
     ERROR = "error"  # never started: missing executable, unusable runner, bad image
+    CANCELLED = "cancelled"  # stopped on request (Ctrl-C, a cancelled task or client)
 
 
 class RunnerUnavailable(MaoError):
@@ -187,28 +200,92 @@ class Availability:
         return self.ok
 
 
+class Stopper:
+    """Lets another thread (or the event loop) stop a run that a worker thread waits for.
+
+    :meth:`stop` never blocks: it only calls what the run attached, which signals the
+    process group and leaves the waiting to the run's own thread. A stop requested before
+    the process exists takes effect as soon as it is attached.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._action: Callable[[], None] | None = None
+        self.requested = False
+
+    def attach(self, action: Callable[[], None]) -> None:
+        with self._lock:
+            self._action = action
+            requested = self.requested
+        if requested:
+            action()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._action = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self.requested = True
+            action = self._action
+        if action is not None:
+            action()
+
+
+class RunCancelled(asyncio.CancelledError):
+    """The task awaiting a run was cancelled; the run was stopped and *result* says how it
+    ended (status ``cancelled``). It is a :class:`asyncio.CancelledError`, so the
+    cancellation goes on propagating."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"run cancelled after {result.duration:.2f}s")
+        self.result = result
+
+
+#: Probe answers shared by every runner object of this process: ``key -> (answer, when)``.
+_PROBES: dict[Hashable, tuple[Availability, float]] = {}
+_PROBES_LOCK = threading.Lock()
+
+
 class Runner(ABC):
     """Starts tool processes. The only code in maomao that does."""
 
     #: The runner's name as ``--runner`` spells it.
     name: str = ""
-
-    _availability: Availability | None = None
+    #: Seconds between SIGTERM and SIGKILL when a run times out.
+    grace: float = DEFAULT_GRACE
+    _probe_retry: ClassVar[float] = PROBE_RETRY
 
     def available(self) -> Availability:
-        """Whether this runner works on this machine, with a reason when it does not
-        (probed once per runner: a probe starts a process)."""
-        if self._availability is None:
-            self._availability = self._probe()
-        return self._availability
+        """Whether this runner works on this machine, with a reason when it does not.
+
+        A probe starts a process (``docker info`` may take seconds), so its answer is
+        kept for the process, keyed by :meth:`probe_key`; a negative one for
+        :data:`PROBE_RETRY` seconds only.
+        """
+        key = (type(self), self.probe_key())
+        now = time.monotonic()
+        with _PROBES_LOCK:
+            cached = _PROBES.get(key)
+        if cached is not None and (cached[0].ok or now - cached[1] < self._probe_retry):
+            return cached[0]
+        answer = self._probe()
+        with _PROBES_LOCK:
+            _PROBES[key] = (answer, time.monotonic())
+        return answer
+
+    def probe_key(self) -> Hashable:
+        """What the probe's answer depends on (the executable it starts, say)."""
+        return None
 
     @abstractmethod
     def _probe(self) -> Availability:
         """Find out whether the runner works here."""
 
     @abstractmethod
-    def run(self, spec: RunSpec) -> RunResult:
-        """Run *spec* to its end (or its timeout) and report; see the module docstring."""
+    def run(self, spec: RunSpec, stopper: Stopper | None = None) -> RunResult:
+        """Run *spec* to its end (or its timeout, or *stopper*) and report; see the module
+        docstring."""
 
     def require(self) -> None:
         """:raises RunnerUnavailable: with the reason, when :meth:`available` says no."""
@@ -216,10 +293,24 @@ class Runner(ABC):
         if not availability:
             raise RunnerUnavailable(self.name, availability.reason)
 
+    async def require_async(self) -> None:
+        """:meth:`require` off the event loop (a first probe starts a process)."""
+        await asyncio.to_thread(self.require)
+
     async def run_async(self, spec: RunSpec) -> RunResult:
         """:meth:`run` in a worker thread, so an event loop keeps serving meanwhile.
 
-        Cancelling the awaiting task does not stop the tool: the run goes on in its
-        thread until it ends or its timeout stops it.
+        Cancelling the awaiting task stops the run: its process group gets SIGTERM at
+        once and SIGKILL after :data:`CANCEL_GRACE`; once the thread has reported,
+        :class:`RunCancelled` (a ``CancelledError``) carries the ``cancelled`` result.
         """
-        return await asyncio.to_thread(self.run, spec)
+        stopper = Stopper()
+        work = asyncio.ensure_future(asyncio.to_thread(self.run, spec, stopper))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stopper.stop()
+            while not work.done():  # the thread ends within the grace; wait for its report
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(work)
+            raise RunCancelled(work.result()) from None

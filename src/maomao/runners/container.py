@@ -16,7 +16,8 @@ tools keep working::
   caller's, plus the run's variables), so secrets never appear on a command line.
 * ``--user`` is the caller's uid:gid, so files written to the data directory belong to
   the operator; rootless podman also gets ``--userns keep-id``.
-* On timeout the container is killed by name (``ENGINE kill``), then the CLI's group.
+* On timeout or cancellation the container is killed by name (``ENGINE kill``), then
+  the CLI's group.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Hashable
 from pathlib import Path
 from typing import BinaryIO
 
 from maomao.errors import InvalidValue
-from maomao.runners.base import DEFAULT_GRACE, Availability, Limits, Runner, RunResult, RunSpec
+from maomao.runners.base import DEFAULT_GRACE, Availability, Limits, Runner, RunResult, RunSpec, Stopper
 from maomao.runners.process import CPU_HARD_MARGIN, execute, log_line, refuse
 
 #: Where the tool's code lives in the image, and its working directory.
@@ -74,6 +76,9 @@ class ContainerRunner(Runner):
     def engine(self) -> str:
         """``podman`` or ``docker``, from the executable's name."""
         return "podman" if self.executable and "podman" in Path(self.executable).name else "docker"
+
+    def probe_key(self) -> Hashable:
+        return (self.executable, os.environ.get("DOCKER_HOST"), os.environ.get("CONTAINER_HOST"))
 
     def _probe(self) -> Availability:
         """The CLI exists and ``ENGINE info`` exits 0 (an engine answers)."""
@@ -151,7 +156,7 @@ class ContainerRunner(Runner):
             flags += ["--ulimit", f"nofile={limits.open_files}:{limits.open_files}"]
         return flags
 
-    def run(self, spec: RunSpec) -> RunResult:
+    def run(self, spec: RunSpec, stopper: Stopper | None = None) -> RunResult:
         """Runs *spec* in a container; status ``error`` (reason in the log) when no engine
         answers or the spec has no image."""
         availability = self.available()
@@ -189,4 +194,5 @@ class ContainerRunner(Runner):
             grace=self.grace,
             limits=Limits(cpu_seconds=None, memory_bytes=None, open_files=None),
             on_timeout=kill_container,
+            stopper=stopper,
         )

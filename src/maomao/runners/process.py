@@ -1,10 +1,19 @@
 """The default runner: the tool as a plain child process, and the machinery all runners share.
 
 :func:`execute` starts an argv (never a shell) in a new session, so the run is one process
-group; appends its stdout and stderr to the log; applies the resource limits with
-``setrlimit`` in the child before ``exec``; and on timeout sends SIGTERM to the whole
-group, waits a short grace, then SIGKILL. Whatever is left of the group when the run ends
-is killed too, so no stray child outlives its run.
+group; appends its stdout and stderr to the log; applies the resource limits; and on
+timeout sends SIGTERM to the whole group, waits a short grace, then SIGKILL. A run stopped
+through its :class:`~maomao.runners.base.Stopper` (a cancelled task, Ctrl-C) is stopped the
+same way with a shorter grace and reported ``cancelled``. Whatever is left of the group
+when the run ends is killed too, so no stray child outlives its run.
+
+Limits are never set with ``preexec_fn``: code between fork and exec in a threaded
+process (the node runs its event loop, grpc and worker threads) can deadlock on a lock
+another thread held at fork time. When util-linux ``prlimit`` is on ``PATH`` (it is on
+Debian) the argv is wrapped as ``prlimit --cpu=S:H --as=B:B --nofile=N:N -- ARGV…``,
+which sets the limits on itself and then execs the tool, so they hold from its first
+instruction. Without it, ``resource.prlimit(pid, …)`` sets them right after the spawn,
+which leaves the tool a few microseconds unlimited.
 
 The process runner's environment is a minimal base, not the caller's: ``PATH`` (the
 caller's, so the same programs are found), ``HOME`` (a fresh temporary directory, removed
@@ -15,6 +24,7 @@ the ``MAO_*`` variables and the spec's ``env``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import shlex
@@ -29,7 +39,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from maomao.clock import now_iso
-from maomao.runners.base import DEFAULT_GRACE, Availability, Limits, Runner, RunResult, RunSpec, RunStatus
+from maomao.runners.base import (
+    CANCEL_GRACE,
+    DEFAULT_GRACE,
+    Availability,
+    Limits,
+    Runner,
+    RunResult,
+    RunSpec,
+    RunStatus,
+    Stopper,
+)
 
 #: Seconds between the CPU soft limit (SIGXCPU) and the hard limit (SIGKILL).
 CPU_HARD_MARGIN = 5
@@ -67,6 +87,26 @@ def rlimits(limits: Limits) -> list[tuple[int, tuple[int, int]]]:
     return pairs
 
 
+_PRLIMIT_FLAGS = {
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_AS: "--as",
+    resource.RLIMIT_NOFILE: "--nofile",
+}
+
+
+def prlimit_program() -> str | None:
+    """util-linux ``prlimit``, when it is on ``PATH``."""
+    return shutil.which("prlimit")
+
+
+def with_limits(argv: Sequence[str], pairs: Sequence[tuple[int, tuple[int, int]]], prlimit: str) -> list[str]:
+    """*argv* wrapped by ``prlimit`` so that the limits hold from the tool's first instruction."""
+    if not pairs:
+        return list(argv)
+    flags = [f"{_PRLIMIT_FLAGS[kind]}={soft}:{hard}" for kind, (soft, hard) in pairs]
+    return [prlimit, *flags, "--", *argv]
+
+
 def log_line(log: BinaryIO, text: str) -> None:
     """One ``[mao] …`` line of maomao's own in a run log."""
     log.write(f"[mao] {text}\n".encode(errors="replace"))
@@ -83,14 +123,16 @@ def execute(
     grace: float = DEFAULT_GRACE,
     limits: Limits | None = None,
     on_timeout: Callable[[BinaryIO], None] | None = None,
+    stopper: Stopper | None = None,
 ) -> RunResult:
     """Run *argv* for *spec* and report; see the module docstring.
 
     *argv* is what is actually started (the tool's argv, or a bwrap or engine command
-    wrapping it). *on_timeout* runs first when the timeout expires, with the log open,
-    before the process group is signalled (a container runner stops its container there).
-    *limits* replaces the spec's limits for the started process (a container engine's
-    CLI gets none: the engine applies the spec's limits to the container).
+    wrapping it). *on_timeout* runs first when the timeout expires or the run is stopped,
+    with the log open, before the process group is signalled (a container runner stops
+    its container there). *limits* replaces the spec's limits for the started process (a
+    container engine's CLI gets none: the engine applies the spec's limits to the
+    container). *stopper* lets another thread stop the run (status ``cancelled``).
     """
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
     spec.data_dir.mkdir(parents=True, exist_ok=True)
@@ -103,10 +145,7 @@ def execute(
             f" argv: {shlex.join(argv)}",
         )
         pairs = rlimits(spec.limits if limits is None else limits)
-
-        def in_child() -> None:  # between fork and exec: only setrlimit, no locks
-            for kind, values in pairs:
-                resource.setrlimit(kind, values)
+        prlimit = prlimit_program() if pairs else None
 
         def result(status: RunStatus, code: int | None, message: str = "") -> RunResult:
             duration = round(time.monotonic() - start, 3)
@@ -114,9 +153,17 @@ def execute(
             log_line(log, f"run {spec.run_id or '-'} {status} exit={code} duration={duration:.2f}s{tail}")
             return RunResult(status, code, started_at, duration, spec.log_file, runner, message)
 
+        search = env.get("PATH") or os.defpath
+        if prlimit is not None and cwd.is_dir() and find_executable(argv[0], cwd, search) is None:
+            # prlimit would only say so in its exit code; say it as an unwrapped spawn would
+            code = errno.EACCES if _exists(argv[0], cwd, search) else errno.ENOENT
+            message = f"cannot execute {argv[0]!r}: {os.strerror(code)}"
+            log_line(log, f"error: {message}")
+            return result(RunStatus.ERROR, None, message)
+        started = with_limits(argv, pairs, prlimit) if prlimit is not None else list(argv)
         try:
             proc = subprocess.Popen(
-                list(argv),
+                started,
                 cwd=cwd,
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
@@ -124,7 +171,6 @@ def execute(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=in_child,  # setrlimit only: safe even with threads
             )
         except OSError as exc:
             what = exc.strerror or str(exc)
@@ -137,33 +183,61 @@ def execute(
             log_line(log, f"error: {message}")
             return result(RunStatus.ERROR, None, message)
 
+        if prlimit is None and pairs:
+            for kind, values in pairs:  # no prlimit(1): as soon as the child exists
+                with contextlib.suppress(ProcessLookupError):
+                    resource.prlimit(proc.pid, kind, values)
+
         # A blocking wait plus a timer, rather than Popen.wait(timeout=…), which polls
         # with sleeps of up to 50 ms and so added tens of milliseconds to every run.
-        expired = threading.Event()
         finished = threading.Event()
+        reason: list[str] = []  # the first of "timeout" and "cancel" that stopped the run
+        reason_lock = threading.Lock()
+        stoppers: list[threading.Thread] = []
 
-        def expire() -> None:
-            expired.set()
-            log_line(log, f"timeout: still running after {spec.timeout:g}s, stopping it")
+        def stop(why: str, text: str, wait: float) -> None:
+            with reason_lock:
+                if reason or finished.is_set():
+                    return
+                reason.append(why)
+            log_line(log, text)
             if on_timeout is not None:
                 on_timeout(log)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            if not finished.wait(grace):
+            if not finished.wait(wait):
                 kill_group(proc.pid)
+
+        def expire() -> None:
+            stop("timeout", f"timeout: still running after {spec.timeout:g}s, stopping it", grace)
+
+        def cancel() -> None:  # called from another thread: never block it
+            thread = threading.Thread(
+                target=stop, args=("cancel", "cancelled: stopping it", min(grace, CANCEL_GRACE)), daemon=True
+            )
+            stoppers.append(thread)
+            thread.start()
 
         timer = threading.Timer(spec.timeout, expire)
         timer.daemon = True
         timer.start()
+        if stopper is not None:
+            stopper.attach(cancel)
         try:
             code = proc.wait()
         finally:
-            finished.set()
+            if stopper is not None:
+                stopper.detach()
+            with reason_lock:
+                finished.set()
             timer.cancel()
             kill_group(proc.pid)
-        if expired.is_set():
-            timer.join()  # its log lines come before the result line
+        for thread in [timer, *stoppers]:  # their log lines come before the result line
+            thread.join()
+        if reason == ["timeout"]:
             return result(RunStatus.TIMED_OUT, code, f"timed out after {spec.timeout:g}s")
+        if reason == ["cancel"]:
+            return result(RunStatus.CANCELLED, code, "cancelled")
         if code == 0:
             return result(RunStatus.SUCCEEDED, 0)
         if code < 0:
@@ -177,6 +251,12 @@ def find_executable(program: str, cwd: Path, path: str) -> str | None:
         candidate = cwd / program
         return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
     return shutil.which(program, path=path)
+
+
+def _exists(program: str, cwd: Path, path: str) -> bool:
+    if "/" in program:
+        return (cwd / program).exists()
+    return any((Path(folder or ".") / program).exists() for folder in path.split(os.pathsep))
 
 
 def refuse(spec: RunSpec, *, runner: str, message: str) -> RunResult:
@@ -218,7 +298,7 @@ class ProcessRunner(Runner):
     def _probe(self) -> Availability:
         return Availability(True)
 
-    def run(self, spec: RunSpec) -> RunResult:
+    def run(self, spec: RunSpec, stopper: Stopper | None = None) -> RunResult:
         home = tempfile.mkdtemp(prefix="mao-home-")
         try:
             return execute(
@@ -228,6 +308,7 @@ class ProcessRunner(Runner):
                 cwd=spec.workdir,
                 runner=self.name,
                 grace=self.grace,
+                stopper=stopper,
             )
         finally:
             shutil.rmtree(home, ignore_errors=True)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Hashable
 from pathlib import Path
 
-from maomao.runners.base import DEFAULT_GRACE, Availability, Runner, RunResult, RunSpec
+from maomao.runners.base import DEFAULT_GRACE, Availability, Runner, RunResult, RunSpec, Stopper
 from maomao.runners.process import execute, find_executable, minimal_env, refuse
 
 #: Seconds the availability probe (``bwrap … true``) may take.
@@ -53,6 +54,9 @@ class SandboxRunner(Runner):
         """*executable*: the ``bwrap`` to use; by default the one on ``PATH``."""
         self.executable = str(executable) if executable is not None else shutil.which("bwrap")
         self.grace = grace
+
+    def probe_key(self) -> Hashable:
+        return self.executable
 
     def _probe(self) -> Availability:
         """``bwrap`` is found and can create the namespaces (``bwrap … true``)."""
@@ -95,7 +99,7 @@ class SandboxRunner(Runner):
         argv += [*ISOLATION, "--chdir", str(cwd), "--", *spec.argv]
         return argv
 
-    def run(self, spec: RunSpec) -> RunResult:
+    def run(self, spec: RunSpec, stopper: Stopper | None = None) -> RunResult:
         """Runs *spec* sandboxed; status ``error`` (reason in the log) when unavailable."""
         availability = self.available()
         if not availability:
@@ -113,4 +117,5 @@ class SandboxRunner(Runner):
             cwd=spec.workdir,
             runner=self.name,
             grace=self.grace,
+            stopper=stopper,
         )

@@ -148,18 +148,21 @@ class Node:
             async with open_store(self.config) as store:
                 await self._announce(store)
                 await self._claim_presence(store)
-                self.state = replace(self.state, ready=True)
-                self.state.write(paths.node_pid_file)
-                log.info("node of %s ready", self.config.operator)
-                if on_ready is not None:
-                    on_ready()
                 from maomao.services import control
 
+                serving = asyncio.Event()
                 helpers = [
                     asyncio.create_task(self._flush_outbox(store, stop), name="outbox"),
-                    asyncio.create_task(control.serve(self.config, store, stop), name="control"),
+                    asyncio.create_task(control.serve(self.config, store, stop, serving), name="control"),
                 ]
                 try:
+                    await _ready_or_failed(serving, helpers[1])
+                    # ready means every part is up: etcd, presence and the control socket
+                    self.state = replace(self.state, ready=True)
+                    self.state.write(paths.node_pid_file)
+                    log.info("node of %s ready", self.config.operator)
+                    if on_ready is not None:
+                        on_ready()
                     await self._hold_presence(store, stop)
                 finally:
                     stop.set()
@@ -278,6 +281,18 @@ class Node:
                 self.config.paths.node_pid_file.unlink()
 
 
+async def _ready_or_failed(ready: asyncio.Event, part: asyncio.Task[None]) -> None:
+    """Wait until *ready* is set; if *part* ends first, raise what ended it."""
+    waiting = asyncio.create_task(ready.wait())
+    try:
+        await asyncio.wait({waiting, part}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if not ready.is_set():
+        part.result()  # its exception, if it failed
+        raise NodeError("the node's control socket stopped before it was served")
+
+
 async def _wait_or(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), timeout=seconds)
@@ -285,7 +300,8 @@ async def _wait_or(event: asyncio.Event, seconds: float) -> None:
 
 # -- detached start, stop ------------------------------------------------------------------
 def start_detached(config: Config, timeout: float = 30.0) -> NodeState:
-    """Start the node in the background; return once etcd answers and presence is held."""
+    """Start the node in the background; return once it is ready (etcd answers, presence
+    is held, the control socket is served) and one of its endpoints is healthy."""
     if running_state(config) is not None:
         raise AlreadyExists(f"a node already runs for {config.home} (mao down stops it)")
     paths = config.paths
@@ -308,7 +324,7 @@ def start_detached(config: Config, timeout: float = 30.0) -> NodeState:
             )
         state = NodeState.read(paths.node_pid_file)
         ready = state is not None and state.ready and state.pid == process.pid
-        if ready and state is not None and health(config.endpoints[0], timeout=1.0):
+        if ready and state is not None and any(health(e, timeout=1.0) for e in config.endpoints):
             return state
         time.sleep(0.05)
     stop_process(process.pid)

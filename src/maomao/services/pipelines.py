@@ -26,11 +26,14 @@ refused, so that no secret is stored by mistake.
 
 `pipeline run` records a run of kind ``pipeline`` (its steps' run ids in ``steps``) and
 one tool run per step; the first step that fails stops the pipeline, and the error names
-it.
+it. A cancelled pipeline run (Ctrl-C) stops its current step and both are recorded
+``cancelled``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -49,9 +52,9 @@ from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageEr
 from maomao.etcd import Get, Store
 from maomao.keys import validate_name
 from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
-from maomao.models import Pipeline, PipelineStep, RunRecord, SecretRef
+from maomao.models import Listing, Pipeline, PipelineStep, RunRecord, SecretRef
 from maomao.runners import DEFAULT_RUNNER
-from maomao.services.runs import RunFailed, RunRequest, new_run_id, run_tool
+from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, new_run_id, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
 from maomao.services.tools import using_store
 
@@ -315,22 +318,37 @@ async def get_pipeline(
         kv = await s.get(key)
     if kv is None:
         raise NotFound(f"pipeline {name!r}", f"no pipeline '{name}' of {op}")
-    return PipelineEntry(Pipeline.from_json(kv.value), key, kv.mod_revision)
+    try:
+        return PipelineEntry(_pipeline_of(kv.value, name, op), key, kv.mod_revision)
+    except ValueError as exc:
+        raise InvalidValue(f"unreadable pipeline at {key}: {' '.join(str(exc).split())}") from None
+
+
+def _pipeline_of(raw: bytes | str, name: str, operator: str) -> Pipeline:
+    """The stored pipeline *name* of *operator*. :raises ValueError: it is not that."""
+    pipeline = Pipeline.from_json(raw)
+    if pipeline.name != name or pipeline.operator != operator:
+        raise ValueError(f"it names pipeline {pipeline.name!r} of {pipeline.operator!r}")
+    return pipeline
 
 
 async def list_pipelines(
     config: Config, *, operator: str | None = None, store: Store | None = None
-) -> list[PipelineEntry]:
+) -> Listing[PipelineEntry]:
+    """*operator*'s pipelines by name; a record that is not a pipeline of its key is
+    skipped with a warning."""
     op = validate_name(operator or config.operator, "operator")
     async with using_store(config, store) as s:
         found = await s.range(config.keys.records(op, "pipelines"))
-    entries = []
+    entries, warnings = [], []
     for kv in found:
         try:
-            entries.append(PipelineEntry(Pipeline.from_json(kv.value), kv.key, kv.mod_revision))
-        except ValueError:
-            continue
-    return entries
+            entries.append(
+                PipelineEntry(_pipeline_of(kv.value, kv.key.rsplit("/", 1)[-1], op), kv.key, kv.mod_revision)
+            )
+        except ValueError as exc:
+            warnings.append(f"skipped {kv.key}: {' '.join(str(exc).split())}")
+    return Listing(items=entries, warnings=warnings)
 
 
 async def remove_pipeline(config: Config, name: str, *, store: Store | None = None) -> PipelineEntry:
@@ -418,59 +436,70 @@ async def run_pipeline(
         step_records: list[RunRecord] = []
         error: RunFailed | None = None
         previous_output: Path | None = None
-        for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
-            where = f"step {index} '{step.name}' ({step.tool})"
-            if on_step is not None:
-                await _call(on_step(index, step, "start", None))
-            try:
-                step_hub = step.hub or hub or pipeline.hub or None
-                outcome = await run_tool(
-                    config,
-                    RunRequest(
-                        tool=step.tool,
-                        command=step.command or None,
-                        args=step.args,
-                        hub=step_hub,
-                        dataset=step.output,
-                        runner=runner,
-                        publish=publish and step.publish,
-                        input_dir=_input_dir(config, step, step_hub, previous_output),
-                        env=env,
-                        timeout=step.timeout,
-                        pipeline=pipeline.name,
-                        step=step.name,
-                    ),
-                    store=s,
-                )
-            except MaoError as exc:
-                message = f"{where} could not run: {' '.join(str(exc).split())}"
-                record = msgspec.structs.replace(record, status="error", message=message)
-                error = RunFailed(record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code)
-                break
-            step_records.append(outcome.record)
-            record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
-            if on_step is not None:
-                await _call(on_step(index, step, "end", outcome.record))
-            failed = outcome.error
-            if failed is not None:
-                status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
-                message = f"{where} {status}: {failed}"
+        try:
+            for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
+                where = f"step {index} '{step.name}' ({step.tool})"
+                if on_step is not None:
+                    await _call(on_step(index, step, "start", None))
+                try:
+                    step_hub = step.hub or hub or pipeline.hub or None
+                    outcome = await run_tool(
+                        config,
+                        RunRequest(
+                            tool=step.tool,
+                            command=step.command or None,
+                            args=step.args,
+                            hub=step_hub,
+                            dataset=step.output,
+                            runner=runner,
+                            publish=publish and step.publish,
+                            input_dir=_input_dir(config, step, step_hub, previous_output),
+                            env=env,
+                            timeout=step.timeout,
+                            pipeline=pipeline.name,
+                            step=step.name,
+                        ),
+                        store=s,
+                    )
+                except MaoError as exc:
+                    message = f"{where} could not run: {' '.join(str(exc).split())}"
+                    record = msgspec.structs.replace(record, status="error", message=message)
+                    error = RunFailed(
+                        record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code
+                    )
+                    break
+                step_records.append(outcome.record)
+                record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
+                if on_step is not None:
+                    await _call(on_step(index, step, "end", outcome.record))
+                failed = outcome.error
+                if failed is not None:
+                    status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
+                    message = f"{where} {status}: {failed}"
+                    record = msgspec.structs.replace(
+                        record, status=status, exit_code=outcome.record.exit_code, message=message,
+                        log=outcome.record.log,
+                    )  # fmt: skip
+                    error = RunFailed(
+                        record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
+                    )
+                    break
+                await s.put(key, record.to_json())
+                previous_output = Path(outcome.record.data_dir)
+            else:
+                last = step_records[-1]
                 record = msgspec.structs.replace(
-                    record, status=status, exit_code=outcome.record.exit_code, message=message,
-                    log=outcome.record.log,
+                    record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
+                    rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
                 )  # fmt: skip
-                error = RunFailed(
-                    record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
-                )
-                break
-            await s.put(key, record.to_json())
-            previous_output = Path(outcome.record.data_dir)
-        else:
-            last = step_records[-1]
+        except asyncio.CancelledError:
             record = msgspec.structs.replace(
-                record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
-                rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
+                record, status="cancelled", message="cancelled", finished_at=now_iso(),
+                duration=round(time.monotonic() - started, 3),
             )  # fmt: skip
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(s.put(key, record.to_json())), FINAL_WRITE_TIMEOUT)
+            raise
         record = msgspec.structs.replace(
             record, finished_at=now_iso(), duration=round(time.monotonic() - started, 3)
         )

@@ -12,8 +12,13 @@ One run, in order:
 4. the runner (``process``, ``sandbox`` or ``container``) with ``MAO_DATA_DIR``,
    ``MAO_INPUT_DIR``, ``MAO_OPERATOR``, ``MAO_HUB``, ``MAO_RUN_ID``, the command's timeout
    and the log at ``{home}/runs/{id}.log``; the process starts in the tool's checkout;
-5. on success, the output's digest, and the publish through the datasets service (unless
-   told not to). On failure nothing is published and the log is kept.
+5. on success, the output's digest (in a thread: it reads every byte), and the publish
+   through the datasets service (unless told not to). On failure nothing is published
+   and the log is kept.
+
+A run whose task is cancelled (Ctrl-C, a client of the node that went away) stops its
+tool's process group and is recorded ``cancelled``, with its log kept; that last write is
+shielded and bounded (:data:`FINAL_WRITE_TIMEOUT`), then the cancellation goes on.
 
 Run ids are time-ordered hex (``{time_ns:x}-{random}``): they sort by start time, as
 keys and as file names, and follow the naming rule.
@@ -21,6 +26,7 @@ keys and as file names, and follow the naming rule.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -34,18 +40,21 @@ import msgspec
 
 from maomao.clock import now_iso
 from maomao.config import Config
-from maomao.errors import MaoError, NotFound, UsageError
+from maomao.errors import InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Store
+from maomao.etcd.server import pid_alive
 from maomao.keys import validate_name
 from maomao.manifest import build_argv, resolve_args
-from maomao.models import RunRecord
-from maomao.runners import DEFAULT_RUNNER, DEFAULT_TIMEOUT, RunSpec, get_runner
+from maomao.models import Listing, RunRecord
+from maomao.runners import DEFAULT_RUNNER, DEFAULT_TIMEOUT, RunCancelled, RunSpec, get_runner
 from maomao.services.filelock import file_lock
 from maomao.services.secrets import passthrough
 from maomao.services.tools import ensure_installed, tool_lock, using_store
 
 #: How many runs `mao run list` shows unless told otherwise.
 DEFAULT_LIST_LIMIT = 50
+#: Seconds the record of a cancelled run may take to be written before giving up on it.
+FINAL_WRITE_TIMEOUT = 3.0
 
 
 def new_run_id() -> str:
@@ -126,7 +135,7 @@ async def run_tool(
 
     A tool that fails, times out or cannot start is not an exception: the outcome's
     record says so (``outcome.error`` is what to raise). *on_event* hears ``waiting``,
-    ``running`` and ``finished`` with the record written at that moment.
+    ``running`` and ``finished`` (or ``cancelled``) with the record written at that moment.
 
     :raises NotFound: the tool is not registered (or has no such command).
     :raises ManifestError: its maomao.toml is missing or malformed.
@@ -137,7 +146,7 @@ async def run_tool(
     op, keys, paths = config.operator, config.keys, config.paths
     validate_name(request.tool, "tool")
     runner = get_runner(request.runner)
-    runner.require()
+    await runner.require_async()
     async with using_store(config, store) as s:
         install, manifest = await ensure_installed(config, request.tool, store=s)
         command = manifest.command(request.command)
@@ -190,47 +199,69 @@ async def run_tool(
             pid=os.getpid(),
         )
         key = keys.record(op, "runs", run_id)
+        written = False  # whether etcd holds a record of this run that must not stay open
 
         async def save(event: str, current: RunRecord) -> None:
+            nonlocal written
             await s.put(key, current.to_json())
+            written = True
             if on_event is not None:
                 result = on_event(event, current)
                 if result is not None:
                     await result
 
         waiting = msgspec.structs.replace(record, status="waiting")
-        async with (
-            file_lock(tool_lock(config, request.tool), shared=True),
-            file_lock(dataset_lock(config, hub, dataset), on_wait=lambda: save("waiting", waiting)),
-        ):
-            record = msgspec.structs.replace(record, started_at=now_iso())
-            await save("running", record)
-            try:
+        publish_error: MaoError | None = None
+        try:
+            async with (
+                file_lock(tool_lock(config, request.tool), shared=True),
+                file_lock(dataset_lock(config, hub, dataset), on_wait=lambda: save("waiting", waiting)),
+            ):
+                record = msgspec.structs.replace(record, started_at=now_iso())
+                await save("running", record)
                 result = await runner.run_async(spec)
-                record = msgspec.structs.replace(
-                    record,
-                    status=str(result.status),
-                    exit_code=result.exit_code,
-                    message=result.message,
-                    started_at=result.started_at,
-                    duration=result.duration,
-                    finished_at=now_iso(),
-                )
-                publish_error: MaoError | None = None
+                record = _ended(record, result.status, result.exit_code, result.message, result.duration)
+                record = msgspec.structs.replace(record, started_at=result.started_at)
                 if result.ok:
-                    record = _with_output(record, data_dir)
+                    record = await asyncio.to_thread(_with_output, record, data_dir)
                     if request.publish:
                         record, publish_error = await _publish(config, record, data_dir)
-            except BaseException as exc:
+        except asyncio.CancelledError as exc:
+            if written:
+                if isinstance(exc, RunCancelled):
+                    ran = exc.result
+                    record = _ended(record, "cancelled", ran.exit_code, "cancelled", ran.duration)
+                else:  # cancelled while waiting for a lock, digesting or publishing
+                    record = _ended(record, "cancelled", record.exit_code, "cancelled", record.duration)
+                await _last_write(save, record)
+            raise
+        except BaseException as exc:
+            if written and isinstance(exc, Exception):
                 failed = msgspec.structs.replace(
                     record, status="error", message=_one_line(exc), finished_at=now_iso()
                 )
-                if isinstance(exc, Exception):
-                    with contextlib.suppress(MaoError):  # keep the original error if etcd is gone too
-                        await save("finished", failed)
-                raise
-            await save("finished", record)
+                with contextlib.suppress(MaoError):  # keep the original error if etcd is gone too
+                    await save("finished", failed)
+            raise
+        await save("finished", record)
     return RunOutcome(record, publish_error)
+
+
+def _ended(record: RunRecord, status: str, code: int | None, message: str, duration: float) -> RunRecord:
+    return msgspec.structs.replace(
+        record,
+        status=str(status),
+        exit_code=code,
+        message=message,
+        duration=duration,
+        finished_at=now_iso(),
+    )
+
+
+async def _last_write(save: Callable[[str, RunRecord], Awaitable[None]], record: RunRecord) -> None:
+    """Record a cancelled run, shielded from a second cancellation and bounded in time."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(save("cancelled", record)), FINAL_WRITE_TIMEOUT)
 
 
 def dataset_lock(config: Config, hub: str, dataset: str) -> Path:
@@ -285,13 +316,20 @@ def _mark_lost(record: RunRecord) -> RunRecord:
     """A run still ``running`` whose process on this host is gone is reported ``lost``."""
     if record.finished or record.host != socket.gethostname() or not record.pid:
         return record
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return msgspec.structs.replace(record, status="lost", message="the process that ran it is gone")
-    except PermissionError:
-        pass
-    return record
+    if pid_alive(record.pid):
+        return record
+    return msgspec.structs.replace(record, status="lost", message="the process that ran it is gone")
+
+
+def _run_of(op: str, run_id: str, raw: bytes | str) -> RunRecord:
+    """The run record stored at *key*, checked against its key.
+
+    :raises ValueError: not a run record, or one that names another run or operator.
+    """
+    record = RunRecord.from_json(raw)
+    if record.id != run_id or record.operator != op:
+        raise ValueError(f"the record names run {record.id!r} of {record.operator!r}")
+    return _mark_lost(record)
 
 
 async def list_runs(
@@ -300,31 +338,41 @@ async def list_runs(
     operator: str | None = None,
     limit: int = DEFAULT_LIST_LIMIT,
     store: Store | None = None,
-) -> list[RunRecord]:
-    """The newest runs of *operator* (default: this one), newest first: one range read."""
+) -> Listing[RunRecord]:
+    """The newest runs of *operator* (default: this one), newest first: one range read.
+
+    A record that is not a run record of its key is skipped with a warning.
+    """
     op = validate_name(operator or config.operator, "operator")
     async with using_store(config, store) as s:
         found = await s.range(config.keys.records(op, "runs"), descending=True, limit=max(limit, 0))
-    runs = []
+    runs, warnings = [], []
     for kv in found:
         try:
-            runs.append(_mark_lost(RunRecord.from_json(kv.value)))
-        except ValueError:
-            continue
-    return runs
+            runs.append(_run_of(op, kv.key.rsplit("/", 1)[-1], kv.value))
+        except ValueError as exc:
+            warnings.append(f"skipped {kv.key}: {_one_line(exc)}")
+    return Listing(items=runs, warnings=warnings)
 
 
 async def get_run(
     config: Config, run_id: str, *, operator: str | None = None, store: Store | None = None
 ) -> RunRecord:
-    """One run record. :raises NotFound: no such run."""
+    """One run record.
+
+    :raises NotFound: no such run.
+    :raises InvalidValue: what is stored there is not a run record (one line naming the key).
+    """
     op = validate_name(operator or config.operator, "operator")
     key = config.keys.record(op, "runs", run_id)
     async with using_store(config, store) as s:
         kv = await s.get(key)
     if kv is None:
         raise NotFound(f"run {run_id!r}", f"no run {run_id} of {op}")
-    return _mark_lost(RunRecord.from_json(kv.value))
+    try:
+        return _run_of(op, run_id, kv.value)
+    except ValueError as exc:
+        raise InvalidValue(f"unreadable run record at {key}: {_one_line(exc)}") from None
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ import msgspec
 
 from maomao.clock import now_iso
 from maomao.config import Config
-from maomao.errors import Conflict, InvalidValue, NotFound, NotOwner
+from maomao.errors import Conflict, InvalidValue, MaoError, NotFound, NotOwner
 from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store, open_store
 from maomao.keys import validate_name
 from maomao.manifest import Manifest, ManifestError, load_manifest
-from maomao.models import ToolClaim, ToolInstall, ToolRecord
+from maomao.models import Listing, ToolClaim, ToolInstall, ToolRecord
 from maomao.services.filelock import file_lock
 
 #: Records read per transaction when listing (etcd's default limit is 128 operations).
@@ -113,8 +113,31 @@ def _check_options(ref: str | None, image: str | None) -> None:
 def _claim_of(kv: KeyValue) -> ToolClaim:
     try:
         return ToolClaim.from_json(kv.value)
-    except ValueError:
-        raise InvalidValue(f"unreadable tool claim at {kv.key}") from None
+    except ValueError as exc:
+        raise InvalidValue(f"unreadable tool claim at {kv.key}: {_one_line(exc)}") from None
+
+
+def _tool_of(kv: KeyValue, name: str, operator: str) -> ToolRecord:
+    """The tool record at *kv*, which must be *operator*'s record of *name*.
+
+    :raises ValueError: not a tool record, or one of another tool.
+    """
+    record = ToolRecord.from_json(kv.value)
+    if record.name != name or record.operator != operator:
+        raise ValueError(f"it names tool {record.name!r} of {record.operator!r}")
+    return record
+
+
+def _record_of(kv: KeyValue, name: str, operator: str) -> ToolRecord:
+    """:func:`_tool_of`, or :class:`InvalidValue`: one line naming the key."""
+    try:
+        return _tool_of(kv, name, operator)
+    except ValueError as exc:
+        raise InvalidValue(f"unreadable tool record at {kv.key}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 async def add_tool(
@@ -174,7 +197,7 @@ async def add_tool(
         if owner != op:
             raise not_owner(config, name, owner)
         current_kv = record_reads[0] if record_reads else None
-        current = ToolRecord.from_json(current_kv.value) if current_kv is not None else None
+        current = _record_of(current_kv, name, op) if current_kv is not None else None
         revision = current_kv.mod_revision if current_kv is not None else 0
         if expected_revision is not None and expected_revision != revision:
             raise Conflict(record_key, expected_revision, revision)
@@ -229,8 +252,9 @@ async def remove_tool(config: Config, name: str, *, store: Store | None = None) 
         if not result.succeeded:
             raise Conflict(claim_key, claim_kv.mod_revision, 0)
     if record_reads:
-        record = ToolRecord.from_json(record_reads[0].value)
-        return ToolEntry(record, record_key, record_reads[0].mod_revision)
+        with contextlib.suppress(InvalidValue):  # a broken record is removed all the same
+            record = _record_of(record_reads[0], name, op)
+            return ToolEntry(record, record_key, record_reads[0].mod_revision)
     return ToolEntry(ToolRecord(name=name, operator=op, repo=""), record_key, 0)
 
 
@@ -250,29 +274,39 @@ async def get_tool(config: Config, name: str, *, store: Store | None = None) -> 
         kv = await s.get(record_key)
     if kv is None:
         raise NotFound(f"tool {name!r}", f"tool '{name}' is claimed by {claim.operator} but has no record")
-    return ToolEntry(ToolRecord.from_json(kv.value), record_key, kv.mod_revision)
+    return ToolEntry(_record_of(kv, name, claim.operator), record_key, kv.mod_revision)
 
 
-async def list_tools(config: Config, *, store: Store | None = None) -> list[ToolEntry]:
-    """Every registered tool, by name: one range over the index, then the records in batches."""
+async def list_tools(config: Config, *, store: Store | None = None) -> Listing[ToolEntry]:
+    """Every registered tool, by name: one range over the index, then the records in batches.
+
+    A claim or record that cannot be read, or that disagrees with its key, is skipped
+    with a warning.
+    """
     keys = config.keys
+    warnings: list[str] = []
     async with using_store(config, store) as s:
         claims = await s.range(keys.index_tools)
-        wanted: list[str] = []
+        wanted: list[tuple[str, str, str]] = []  # (name, owner, record key)
         for kv in claims:
             name = kv.key.rsplit("/", 1)[-1]
-            with contextlib.suppress(InvalidValue, ValueError):
-                wanted.append(keys.tool(_claim_of(kv).operator, name))
+            try:
+                owner = _claim_of(kv).operator
+                wanted.append((name, owner, keys.tool(owner, name)))
+            except MaoError as exc:
+                warnings.append(f"skipped {kv.key}: {_one_line(exc)}")
         entries: list[ToolEntry] = []
         for start in range(0, len(wanted), _BATCH):
             batch = wanted[start : start + _BATCH]
-            result = await s.txn([], [Get(key) for key in batch])
-            for found in result.reads:
-                if found:
-                    kv = found[0]
-                    with contextlib.suppress(ValueError):
-                        entries.append(ToolEntry(ToolRecord.from_json(kv.value), kv.key, kv.mod_revision))
-    return entries
+            result = await s.txn([], [Get(key) for _, _, key in batch])
+            for (name, owner, key), found in zip(batch, result.reads, strict=True):
+                if not found:
+                    continue
+                try:
+                    entries.append(ToolEntry(_tool_of(found[0], name, owner), key, found[0].mod_revision))
+                except ValueError as exc:
+                    warnings.append(f"skipped {key}: {_one_line(exc)}")
+    return Listing(items=entries, warnings=warnings)
 
 
 # -- local installation ------------------------------------------------------------------------
@@ -327,12 +361,12 @@ async def install_tool(
         previous = read_install(config, name)
         commit = await asyncio.to_thread(_checkout, entry.record.repo, wanted, dest)
         try:
-            manifest = load_manifest(dest)
+            manifest = await asyncio.to_thread(load_manifest, dest)
         except ManifestError:
             if previous is not None and previous.commit != commit:
                 await asyncio.to_thread(_checkout, entry.record.repo, previous.commit, dest)
             elif previous is None:
-                shutil.rmtree(dest, ignore_errors=True)
+                await asyncio.to_thread(shutil.rmtree, dest, ignore_errors=True)
                 install_file(config, name).unlink(missing_ok=True)
             raise
         install = ToolInstall(
