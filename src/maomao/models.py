@@ -266,7 +266,8 @@ class RunRecord(Record, frozen=True, kw_only=True):
     """``{ns}/ops/{op}/runs/{id}``: one tool run, or one pipeline run (``kind``).
 
     Written when the run starts (``status`` ``waiting`` or ``running``) and again when it
-    ends (``succeeded``, ``failed``, ``timed-out``, ``error``). ``args`` are the resolved
+    ends (``succeeded``, ``failed``, ``timed-out``, ``cancelled``, ``error``; readers show
+    ``lost`` for a run whose process on this host is gone). ``args`` are the resolved
     argument values; ``env`` only the names of the variables given (never their values).
     A pipeline run lists its steps' run ids in ``steps``; a step names its ``pipeline``.
     """
