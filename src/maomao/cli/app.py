@@ -270,8 +270,11 @@ def watch(prefix: str, since: int, count: int) -> None:
 
     async def follow() -> None:
         seen = 0
-        note(f"watching {config.keys.under(prefix)} (Ctrl-C stops)")
-        async for event, resync in watch_changes(config, prefix, since=since):
+
+        def announce(where: str, revision: int) -> None:
+            note(f"watching {where} from revision {revision} (Ctrl-C stops)")
+
+        async for event, resync in watch_changes(config, prefix, since=since, on_start=announce):
             doc = {**event.to_dict(), "resync": resync}
             value = doc["value"] if event.type == "put" else ""
             shown = value if len(value) <= 120 else value[:117] + "..."
