@@ -228,7 +228,9 @@ def status() -> None:
         lines.append("members:    " + ", ".join(f"{m['name']} {m['id']}" for m in report.cluster_members))
     emit(report.to_dict(), "\n".join(lines))
     if not report.etcd_healthy:
-        detail = report.error.split("(", 1)[-1].rstrip(")") if "(" in report.error else ""
+        # "etcd unreachable at URLS (DETAIL)": the detail itself may hold parentheses
+        _, paren, rest = report.error.partition(" (")
+        detail = rest.removesuffix(")") if paren else ""
         raise Unavailable(report.endpoints, detail)
 
 
