@@ -396,6 +396,32 @@ class Store:
         await self.revision()
 
 
+#: gRPC codes after which a stream or a call is worth trying again: the server is away,
+#: slow, shutting down (CANCELLED) or the connection was reset mid-stream (INTERNAL).
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether *exc* is a passing failure to reach etcd (retry), not a refusal or a bug."""
+    if isinstance(exc, EtcdConnectionError | EtcdTransientError | TimeoutError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in TRANSIENT_CODES
+
+
+def is_unauthenticated(exc: BaseException) -> bool:
+    """Whether etcd refused the token of *exc*'s call (a new login may fix it)."""
+    if isinstance(exc, EtcdUnauthenticatedError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def _detail(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
