@@ -84,3 +84,10 @@ async def test_a_closed_port_is_still_connection_refused() -> None:
         async with Store([endpoint], timeout=2) as store:
             await store.get("/x")
     assert info.value.detail == "connection refused"
+
+
+def test_a_file_the_machine_refuses_is_named_not_an_internal_error(operator_home) -> None:  # type: ignore[no-untyped-def]
+    result = operator_home("alice")("etcd", "dump", "ops", "-o", "/proc/1/maomao-dump.yaml")
+    assert result.code == 1, result.err
+    assert result.err.startswith("error: ") and len(result.err.splitlines()) == 1, result.err
+    assert "/proc/1/maomao-dump.yaml" in result.err and "internal error" not in result.err
