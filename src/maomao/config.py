@@ -42,10 +42,10 @@ class Setting:
     high: float = math.inf
 
 
-#: The settings, in the order `mao init` writes them. Defaults carry their unit.
-#: etcd's own limit on a lease TTL
+#: etcd's own limit on a lease TTL (seconds)
 _MAX_TTL = 9_000_000_000
 
+#: The settings, in the order `mao init` writes them. Defaults carry their unit.
 SETTINGS: tuple[Setting, ...] = (
     Setting("operator", "MAO_OPERATOR", None, "this operator's name ([a-z0-9][a-z0-9-]{0,62})"),
     Setting("namespace", "MAO_NAMESPACE", "/maomao", "key prefix of the federation in etcd"),
@@ -83,20 +83,16 @@ def resolve_home(flag: str | os.PathLike[str] | None = None) -> Path:
         raise ConfigError(f"cannot use home {os.fspath(raw)!r} (--home or {HOME_ENV}): {exc}") from None
 
 
-def check_home(home: Path, *, create: bool = False) -> None:
-    """Refuse a home that is not a directory, naming it; with *create*, make it (mode 0700).
+def check_home(home: Path) -> None:
+    """Refuse a home that exists but is not a directory (or cannot be looked at), naming it.
 
     :raises ConfigError: saying what is wrong with the home and where it is.
     """
     try:
         if home.exists() and not home.is_dir():
             raise ConfigError(f"home {home} is not a directory (--home or {HOME_ENV})")
-        if create:
-            home.mkdir(parents=True, exist_ok=True)
-            home.chmod(0o700)
     except OSError as exc:
-        verb = "create" if create else "use"
-        raise ConfigError(f"cannot {verb} home {home}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot use home {home}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
