@@ -162,6 +162,8 @@ class Store:
     async def _translate_explained(self, exc: BaseException, what: str = "") -> None:
         """:meth:`translate`, and when etcd is unreachable yet something answered on its
         port, say what answered (a web server, a proxy) instead of a bare gRPC failure."""
+        if isinstance(exc, MaoError):
+            raise exc  # translated (and explained) already, by a nested call
         try:
             self.translate(exc, what)
         except Unavailable as unavailable:
