@@ -63,3 +63,23 @@ async def test_wrong_password_is_a_clear_error(auth_etcd: EtcdMember) -> None:
         async with Store([auth_etcd.url], user="alice", password="nope", timeout=5) as store:
             await store.get("/maomao/x")
     assert "\n" not in str(info.value)
+
+
+async def test_reauthenticate_is_public_and_says_when_refused(auth_etcd: EtcdMember) -> None:
+    async with Store([auth_etcd.url], user="alice", password="alicepw", timeout=5) as store:
+        assert store.authenticates
+        auth_etcd.stop()  # the token dies with the server
+        auth_etcd.start()
+        await store.reauthenticate()
+        await store.put("/maomao/ops/alice/fresh-token", "ok")
+        subprocess.run(
+            [str(ETCDCTL_BIN), "--endpoints", auth_etcd.url, "--user", "root:rootpw",
+             "user", "passwd", "alice", "--interactive=false"],
+            input=b"changed\n", check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        with pytest.raises(PermissionDenied) as info:
+            await store.reauthenticate()
+        assert "\n" not in str(info.value)
+    async with Store([auth_etcd.url], timeout=5) as anonymous:
+        assert not anonymous.authenticates
+        await anonymous.reauthenticate()  # nothing to log in with: a no-op

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import subprocess
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -220,3 +222,47 @@ async def test_watch_and_lease_survive_a_restart_that_kills_the_token(tmp_path: 
             with pytest.raises(PermissionDenied):
                 await store.lock(Keys(f"{ns}-other").lock("x"), ttl=3, timeout=5).acquire()
             await lease.revoke()
+
+
+# -- `mao watch` ----------------------------------------------------------------------------
+def _announced_revision(line: str) -> int:
+    """N of ``watching PREFIX from revision N …``."""
+    match = re.fullmatch(r"watching (\S+) from revision (\d+) \(Ctrl-C stops\)\n", line)
+    assert match is not None, line
+    return int(match.group(2))
+
+
+async def test_mao_watch_sees_every_change_written_right_after_it_announces(  # type: ignore[no-untyped-def]
+    operator_home, store: Store, ns: str
+) -> None:
+    alice = operator_home("alice")
+    watcher = alice.popen("--json", "watch", "ops/alice/fast", "--count", "20")
+    assert watcher.stderr is not None
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(watcher.stderr.readline), 30)
+        start = _announced_revision(line)
+        assert f" {ns}/ops/alice/fast" in line
+        # as fast as we can, the moment it says it is watching
+        written = [await store.put(f"{ns}/ops/alice/fast/{i:02d}", str(i)) for i in range(20)]
+        out, err = await asyncio.to_thread(watcher.communicate, timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
+    assert watcher.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["key"], e["revision"]) for e in events] == [
+        (f"{ns}/ops/alice/fast/{i:02d}", revision) for i, revision in enumerate(written)
+    ]
+    assert start <= written[0]
+
+
+async def test_mao_watch_since_replays_from_that_revision(operator_home, store: Store, ns: str) -> None:  # type: ignore[no-untyped-def]
+    first = await store.put(f"{ns}/ops/alice/old/a", "1")
+    second = await store.put(f"{ns}/ops/alice/old/b", "2")
+    alice = operator_home("alice")
+    result = alice("--json", "watch", "ops/alice/old", "--since", str(second), "--count", "1", timeout=30)
+    assert result.code == 0, result.err
+    assert _announced_revision(result.err.splitlines(keepends=True)[0]) == second
+    assert [json.loads(line)["revision"] for line in result.out.splitlines()] == [second]
+    assert first < second

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -138,3 +141,54 @@ def _plain(value: object) -> object:
     if isinstance(value, str):
         return str(value)
     return value
+
+
+# -- aliases ----------------------------------------------------------------------------
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: each level repeats the one before nine times (9**levels leaves)."""
+    lines = ['a0: &a0 "lol"']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_billion_laughs_is_refused_in_under_a_second_by_the_cli(tmp_path: Path, operator_home) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(billion_laughs(), encoding="utf-8")
+    assert len(bomb.read_bytes()) < 1200
+    started = time.monotonic()
+    result = alice("etcd", "load", str(bomb), "ops/alice/bomb", timeout=30)
+    elapsed = time.monotonic() - started
+    assert result.code == 1, result.err
+    assert len(result.err.splitlines()) == 1 and result.err.startswith("error: "), result.err
+    assert "alias" in result.err and "internal error" not in result.err
+    # the whole command (a Python start included) in a second and a bit
+    assert elapsed < 1.5, elapsed
+
+
+@pytest.mark.parametrize("bad", [billion_laughs(), billion_laughs(6), "a: &x [*x]\n", "a: &x {b: *x}\n"])
+def test_alias_bombs_and_cycles_are_refused_fast(bad: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidValue) as info:
+        yamlio.flatten(yamlio.from_yaml(bad), "/p/")
+    assert time.monotonic() - started < 1
+    assert "\n" not in str(info.value) and "alias" in str(info.value)
+
+
+async def test_a_few_ordinary_aliases_still_load(store: Store, etcdctl, ns: str) -> None:  # type: ignore[no-untyped-def]
+    text = """\
+defaults: &defaults {region: eu, replicas: 3, tags: [a, b]}
+hubs:
+  one: *defaults
+  two: {<<: *defaults, replicas: 5}
+  list: &pair [x, y]
+  again: *pair
+"""
+    await yamlio.load(store, text, f"{ns}/")
+    got = await asyncio.to_thread(etcdctl.get_prefix, f"{ns}/")
+    assert got[f"{ns}/hubs/one/replicas"] == b"3"
+    assert got[f"{ns}/hubs/two/replicas"] == b"5"
+    assert got[f"{ns}/hubs/two/region"] == b"eu"
+    assert got[f"{ns}/hubs/again"] == b'["x","y"]'
+    assert got[f"{ns}/defaults/tags"] == b'["a","b"]'

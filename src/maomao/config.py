@@ -7,14 +7,16 @@ reads.
 
 from __future__ import annotations
 
+import math
 import os
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from maomao.errors import AlreadyExists, ConfigError, InvalidValue
+from maomao.errors import AlreadyExists, ConfigError, InvalidSetting, InvalidValue
 from maomao.keys import Keys, validate_name, validate_namespace
 from maomao.paths import Home
 
@@ -22,40 +24,75 @@ DEFAULT_HOME = "~/.maomao"
 HOME_ENV = "MAO_HOME"
 
 
+Kind = Literal["text", "path", "bool", "int", "float", "urls"]
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One configurable value: where it lives in the file, its env var, default and help."""
+    """One configurable value: where it lives in the file, its env var, default and help,
+    and what it may hold (its kind, and for numbers the closed range allowed)."""
 
     name: str
     env: str
     default: object
     help: str
     unit: str = ""
+    kind: Kind = "text"
+    low: float = -math.inf
+    high: float = math.inf
 
+
+#: etcd's own limit on a lease TTL (seconds)
+_MAX_TTL = 9_000_000_000
 
 #: The settings, in the order `mao init` writes them. Defaults carry their unit.
 SETTINGS: tuple[Setting, ...] = (
     Setting("operator", "MAO_OPERATOR", None, "this operator's name ([a-z0-9][a-z0-9-]{0,62})"),
     Setting("namespace", "MAO_NAMESPACE", "/maomao", "key prefix of the federation in etcd"),
-    Setting("etcd.endpoints", "MAO_ETCD", (), "etcd client URLs, comma-separated"),
-    Setting("etcd.embedded", "MAO_EMBEDDED", False, "start a single-member etcd with the node"),
-    Setting("etcd.client_port", "MAO_ETCD_CLIENT_PORT", 2379, "embedded etcd client port"),
-    Setting("etcd.peer_port", "MAO_ETCD_PEER_PORT", 2380, "embedded etcd peer port"),
+    Setting("etcd.endpoints", "MAO_ETCD", (), "etcd client URLs, comma-separated", kind="urls"),
+    Setting("etcd.embedded", "MAO_EMBEDDED", False, "start a single-member etcd with the node", kind="bool"),
+    Setting("etcd.client_port", "MAO_ETCD_CLIENT_PORT", 2379, "embedded etcd client port",
+            kind="int", low=1, high=65535),
+    Setting("etcd.peer_port", "MAO_ETCD_PEER_PORT", 2380, "embedded etcd peer port",
+            kind="int", low=1, high=65535),
     Setting("etcd.user", "MAO_ETCD_USER", None, "etcd user (password in HOME/etcd.password, mode 0600)"),
-    Setting("etcd.timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds"),
-    Setting("git.remote", "MAO_GIT_REMOTE", None, "default git remote of datasets ({hub}, {dataset} expand)"),
-    Setting("git.ssh_key", "MAO_GIT_SSH_KEY", None, "private ssh key git uses to push (stays local)"),
-    Setting("node.presence_ttl", "MAO_PRESENCE_TTL", 10, "lease TTL of the presence key", "seconds"),
-    Setting("api.port", "MAO_API_PORT", 8765, "port of the node's HTTP API on 127.0.0.1"),
-    Setting("import_dir", "MAO_IMPORT_DIR", None, "where retrieved snapshots go (default HOME/imports)"),
-)
+    Setting("etcd.timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds",
+            kind="float", low=0.001, high=3600),
+    Setting("git.remote", "MAO_GIT_REMOTE", None,
+            "default git remote of datasets ({hub}, {dataset}, {operator} expand)"),
+    Setting("git.ssh_key", "MAO_GIT_SSH_KEY", None, "private ssh key git uses to push (stays local)",
+            kind="path"),
+    Setting("node.presence_ttl", "MAO_PRESENCE_TTL", 10, "lease TTL of the presence key", "seconds",
+            kind="int", low=2, high=_MAX_TTL),
+    Setting("api.port", "MAO_API_PORT", 8765, "port of the node's HTTP API on 127.0.0.1",
+            kind="int", low=1, high=65535),
+    Setting("import_dir", "MAO_IMPORT_DIR", None, "where retrieved snapshots go (default HOME/imports)",
+            kind="path"),
+)  # fmt: skip
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+#: The placeholders a ``git.remote`` template may use.
+REMOTE_PLACEHOLDERS = ("hub", "dataset", "operator")
 
 
 def resolve_home(flag: str | os.PathLike[str] | None = None) -> Path:
     """``--home`` beats ``MAO_HOME`` beats ``~/.maomao``."""
     raw = flag if flag is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
-    return Path(raw).expanduser().resolve()
+    try:
+        return Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a NUL, a loop of links
+        raise ConfigError(f"cannot use home {os.fspath(raw)!r} (--home or {HOME_ENV}): {exc}") from None
+
+
+def check_home(home: Path) -> None:
+    """Refuse a home that exists but is not a directory (or cannot be looked at), naming it.
+
+    :raises ConfigError: saying what is wrong with the home and where it is.
+    """
+    try:
+        if home.exists() and not home.is_dir():
+            raise ConfigError(f"home {home} is not a directory (--home or {HOME_ENV})")
+    except OSError as exc:
+        raise ConfigError(f"cannot use home {home}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -76,6 +113,10 @@ class Config:
     import_dir_setting: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        for name, attr in _FIELDS.items():
+            check_value(SETTINGS_BY_NAME[name], getattr(self, attr))
+        if self.git_remote:
+            check_remote_template(self.git_remote)
         validate_name(self.operator, "operator")
         object.__setattr__(self, "namespace", validate_namespace(self.namespace))
         object.__setattr__(self, "endpoints", tuple(normalize_endpoint(e) for e in self.endpoints))
@@ -83,8 +124,6 @@ class Config:
             object.__setattr__(self, "endpoints", (f"http://127.0.0.1:{self.client_port}",))
         if not self.endpoints:
             raise ConfigError("no etcd endpoints: give --etcd URL or --embedded")
-        if self.presence_ttl < 2:
-            raise InvalidValue("node.presence_ttl must be at least 2 seconds")
 
     @property
     def keys(self) -> Keys:
@@ -110,9 +149,13 @@ class Config:
         try:
             if path.stat().st_mode & 0o077:
                 raise ConfigError(f"{path} is readable by others: chmod 600 it")
-            return path.read_text().strip()
+            return path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             raise ConfigError(f"etcd user {self.etcd_user} needs a password in {path}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"cannot read {path}: not UTF-8 text") from None
 
     def identity(self) -> dict[str, Any]:
         """What a command and the running node must agree on for the node to act for it."""
@@ -174,6 +217,24 @@ def split_endpoints(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]
     return tuple(value)
 
 
+#: Which setting each field of :class:`Config` holds.
+_FIELDS = {
+    "operator": "operator",
+    "namespace": "namespace",
+    "etcd.endpoints": "endpoints",
+    "etcd.embedded": "embedded",
+    "etcd.client_port": "client_port",
+    "etcd.peer_port": "peer_port",
+    "etcd.timeout": "etcd_timeout",
+    "etcd.user": "etcd_user",
+    "git.remote": "git_remote",
+    "git.ssh_key": "git_ssh_key",
+    "node.presence_ttl": "presence_ttl",
+    "api.port": "api_port",
+    "import_dir": "import_dir_setting",
+}
+
+
 def _lookup(doc: Mapping[str, Any], dotted: str) -> object:
     node: Any = doc
     for part in dotted.split("."):
@@ -183,56 +244,155 @@ def _lookup(doc: Mapping[str, Any], dotted: str) -> object:
     return node
 
 
-def _coerce(setting: Setting, raw: object) -> object:
-    """Turn an env string (or a file value) into the setting's type."""
-    default = setting.default
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _expected(setting: Setting) -> str:
+    """What the setting must hold, as said in an error."""
+    if setting.kind == "int":
+        return f"an integer from {int(setting.low)} to {int(setting.high)}"
+    if setting.kind == "float":
+        unit = f" of {setting.unit}" if setting.unit else ""
+        return f"a number{unit} from {setting.low:g} to {setting.high:g}"
+    return {
+        "text": "a string",
+        "path": "a string (a path)",
+        "bool": "true or false",
+        "urls": "a list of URLs (or one comma-separated string)",
+    }[setting.kind]
+
+
+def check_value(setting: Setting, value: object) -> None:
+    """Refuse a value of the wrong kind or out of range (``None`` is "not set").
+
+    Type and range are checked, not truthiness: ``0``, ``-1``, ``nan`` and ``inf`` are
+    refused where they would make every call fail at once or never end.
+
+    :raises InvalidSetting: naming the setting and what it must hold.
+    """
+    if value is None:
+        return
+    kind = setting.kind
+    if kind in ("text", "path"):
+        ok = isinstance(value, str)
+        if ok and "\0" in str(value):
+            raise InvalidSetting(setting.name, "contains a NUL character")
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "urls":
+        ok = isinstance(value, tuple | list) and all(isinstance(v, str) and "\0" not in v for v in value)
+    else:
+        number = isinstance(value, int) if kind == "int" else isinstance(value, int | float)
+        ok = (
+            number
+            and not isinstance(value, bool)
+            and math.isfinite(value)  # type: ignore[arg-type]
+            and setting.low <= value <= setting.high  # type: ignore[operator]
+        )
+    if not ok:
+        raise InvalidSetting(setting.name, f"expected {_expected(setting)}, got {_shown(value)}")
+
+
+def check_remote_template(template: str) -> None:
+    """Refuse a ``git.remote`` whose ``{placeholders}`` are not all known.
+
+    :raises InvalidSetting: naming the placeholders allowed.
+    """
+    allowed = ", ".join(f"{{{p}}}" for p in REMOTE_PLACEHOLDERS)
     try:
-        if isinstance(default, bool):
-            if isinstance(raw, str):
-                return raw.strip().lower() in ("1", "true", "yes", "on")
-            return bool(raw)
-        if isinstance(default, int):
-            return int(raw)  # type: ignore[call-overload]
-        if isinstance(default, float):
-            return float(raw)  # type: ignore[arg-type]
-        if isinstance(default, tuple):
-            return split_endpoints(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidValue(f"setting {setting.name} ({setting.env}): bad value {raw!r}") from None
-    return raw
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone "{" or "}"
+        raise InvalidSetting("git.remote", f"bad template ({exc}); placeholders allowed: {allowed}") from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in REMOTE_PLACEHOLDERS or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise InvalidSetting(
+                "git.remote", f"unknown placeholder {shown}; placeholders allowed: {allowed}"
+            )
+
+
+def _coerce(setting: Setting, raw: object, *, parse: bool) -> object:
+    """The setting's value from *raw*: with *parse* (env, flags) a string is parsed as the
+    setting's kind; a file value, which TOML typed already, is kept as it is.
+
+    :raises InvalidSetting: when a string does not parse as the setting's kind.
+    """
+    if setting.kind == "urls":
+        return split_endpoints(raw) if isinstance(raw, str) else raw
+    if not parse or not isinstance(raw, str) or setting.kind in ("text", "path"):
+        return raw
+    text = raw.strip()
+    try:
+        if setting.kind == "bool":
+            flag = text.lower()
+            if flag in ("1", "true", "yes", "on"):
+                return True
+            if flag in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if setting.kind == "int":
+            return int(text)
+        return float(text)
+    except ValueError:
+        raise InvalidSetting(setting.name, f"expected {_expected(setting)}, got {_shown(raw)}") from None
 
 
 def read_file(home: Path) -> dict[str, Any]:
+    """The parsed config file of *home*.
+
+    :raises ConfigError: naming the home or the file and what is wrong with it.
+    """
+    check_home(home)
     path = Home(home).config_file
     if not path.exists():
         raise ConfigError(f"no maomao config in {home}: run `mao init --operator NAME --embedded` first")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
 def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
-    """Resolve every setting (flag > env > file > default) and build the config."""
+    """Resolve every setting (flag > env > file > default) and build the config.
+
+    :raises InvalidSetting: naming the setting, where its value came from and what it must hold.
+    """
     doc = read_file(home)
+    path = Home(home).config_file
     values: dict[str, object] = {}
     for setting in SETTINGS:
         raw: object = None
+        parse = True
         if flags and flags.get(setting.name) is not None:
-            raw = flags[setting.name]
+            raw, source = flags[setting.name], "from a flag"
         elif os.environ.get(setting.env):
-            raw = os.environ[setting.env]
+            raw, source = os.environ[setting.env], f"from {setting.env}"
         else:
-            raw = _lookup(doc, setting.name)
-        values[setting.name] = setting.default if raw is None else _coerce(setting, raw)
+            raw, source, parse = _lookup(doc, setting.name), f"in {path}", False
+        try:
+            value = None if raw is None else _coerce(setting, raw, parse=parse)
+            check_value(setting, value)
+            if setting.name == "git.remote" and value:
+                check_remote_template(str(value))
+        except InvalidSetting as exc:
+            raise exc.at(source) from None
+        values[setting.name] = setting.default if value is None else value
     if not values["operator"]:
-        raise ConfigError(f"{Home(home).config_file} names no operator")
+        raise ConfigError(f"{path} names no operator")
     return Config(
         home=home,
         operator=str(values["operator"]),
         namespace=str(values["namespace"]),
-        endpoints=values["etcd.endpoints"],  # type: ignore[arg-type]
+        endpoints=tuple(values["etcd.endpoints"]),  # type: ignore[arg-type]
         embedded=bool(values["etcd.embedded"]),
         client_port=int(values["etcd.client_port"]),  # type: ignore[call-overload]
         peer_port=int(values["etcd.peer_port"]),  # type: ignore[call-overload]
@@ -247,14 +407,20 @@ def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
 
 
 def save(config: Config, *, force: bool = False) -> Path:
-    """Write the config file; refuse to replace an existing one unless *force*."""
+    """Write the config file; refuse to replace an existing one unless *force*.
+
+    :raises ConfigError: when the home cannot be written, naming the file.
+    """
     import tomli_w
 
     path = config.paths.config_file
     if path.exists() and not force:
         raise AlreadyExists(f"{path} already exists (use --force to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(tomli_w.dumps(config.to_file()), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(tomli_w.dumps(config.to_file()), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

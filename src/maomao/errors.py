@@ -63,6 +63,24 @@ class ConfigError(MaoError):
     """The operator's home or config is missing or unusable."""
 
 
+class InvalidSetting(ConfigError):
+    """A setting holds a value of the wrong type or out of its range.
+
+    *source* says where the value came from (the config file, an env var, a flag), when known.
+    """
+
+    def __init__(self, setting: str, problem: str, source: str = "") -> None:
+        where = f" ({source})" if source else ""
+        super().__init__(f"setting {setting}{where}: {problem}")
+        self.setting = setting
+        self.problem = problem
+        self.source = source
+
+    def at(self, source: str) -> InvalidSetting:
+        """The same error, saying where the value came from."""
+        return InvalidSetting(self.setting, self.problem, source)
+
+
 class AlreadyExists(MaoError):
     """Refusing to overwrite something without being told to."""
 

@@ -78,9 +78,17 @@ def run(argv: list[str]) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.filename is None:
+            return _internal(exc)
+        # the machine refused a file (permissions, a full disk, a file where a directory
+        # should be): what and where, not a traceback
+        return fail(MaoError(f"cannot use {exc.filename}: {exc.strerror or exc}"))
     except Exception as exc:  # a bug of ours: still one line, with a way to see more
-        if os.environ.get("MAO_DEBUG"):
-            raise
-        return fail(
-            MaoError(f"internal error ({type(exc).__name__}: {exc}); MAO_DEBUG=1 shows the traceback")
-        )
+        return _internal(exc)
+
+
+def _internal(exc: Exception) -> int:
+    if os.environ.get("MAO_DEBUG"):
+        raise exc
+    return fail(MaoError(f"internal error ({type(exc).__name__}: {exc}); MAO_DEBUG=1 shows the traceback"))

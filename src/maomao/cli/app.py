@@ -17,8 +17,8 @@ import click
 
 from maomao.cli.interactive import ask
 from maomao.cli.output import GLOBALS, emit, emit_line, note, table
-from maomao.config import Config, resolve_home
-from maomao.errors import UsageError
+from maomao.config import Config, check_home, resolve_home
+from maomao.errors import ConfigError, UsageError
 
 T = TypeVar("T")
 
@@ -96,9 +96,19 @@ def etcd_group() -> None:
 @click.option("--etcd", metavar="URL[,URL…]", help="Join an existing etcd cluster.")
 @click.option("--namespace", default="/maomao", show_default=True, help="Key prefix of the federation.")
 @click.option("--git-remote", metavar="URL", help="Default git remote for your datasets.")
-@click.option("--client-port", type=int, help="Embedded etcd client port (default 2379 or a free one).")
-@click.option("--peer-port", type=int, help="Embedded etcd peer port (default 2380 or a free one).")
-@click.option("--presence-ttl", type=int, help="Presence lease TTL in seconds (default 10).")
+@click.option(
+    "--client-port",
+    type=click.IntRange(1, 65535),
+    help="Embedded etcd client port (default 2379 or a free one).",
+)
+@click.option(
+    "--peer-port", type=click.IntRange(1, 65535), help="Embedded etcd peer port (default 2380 or a free one)."
+)
+@click.option(
+    "--presence-ttl",
+    type=click.IntRange(2, 9_000_000_000),
+    help="Presence lease TTL in seconds (default 10).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
 def init(
     operator: str | None,
@@ -121,18 +131,24 @@ def init(
             raise UsageError("give --embedded or --etcd URL[,URL…]")
         etcd = ask("--etcd", "etcd URL[,URL…] (empty: embedded etcd)") or None
         embedded = etcd is None
-    config = init_home(
-        resolve_home(GLOBALS.home),
-        operator,
-        embedded=embedded,
-        etcd=etcd,
-        namespace=namespace,
-        git_remote=git_remote,
-        client_port=client_port,
-        peer_port=peer_port,
-        presence_ttl=presence_ttl,
-        force=force,
-    )
+    home = resolve_home(GLOBALS.home)
+    check_home(home)
+    try:
+        config = init_home(
+            home,
+            operator,
+            embedded=embedded,
+            etcd=etcd,
+            namespace=namespace,
+            git_remote=git_remote,
+            client_port=client_port,
+            peer_port=peer_port,
+            presence_ttl=presence_ttl,
+            force=force,
+        )
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(home) else ""
+        raise ConfigError(f"cannot write home {home}: {exc.strerror or exc}{where}") from None
     emit(
         config.to_dict(),
         f"initialised {config.operator} in {config.home}\n"
@@ -212,7 +228,9 @@ def status() -> None:
         lines.append("members:    " + ", ".join(f"{m['name']} {m['id']}" for m in report.cluster_members))
     emit(report.to_dict(), "\n".join(lines))
     if not report.etcd_healthy:
-        detail = report.error.split("(", 1)[-1].rstrip(")") if "(" in report.error else ""
+        # "etcd unreachable at URLS (DETAIL)": the detail itself may hold parentheses
+        _, paren, rest = report.error.partition(" (")
+        detail = rest.removesuffix(")") if paren else ""
         raise Unavailable(report.endpoints, detail)
 
 
@@ -240,8 +258,10 @@ def members() -> None:
 
 @app.command()
 @click.argument("prefix", default="")
-@click.option("--since", type=int, default=0, help="Start at this revision (default: now).")
-@click.option("--count", type=int, default=0, help="Stop after this many events (default: never).")
+@click.option("--since", type=click.IntRange(min=0), default=0, help="Start at this revision (default: now).")
+@click.option(
+    "--count", type=click.IntRange(min=0), default=0, help="Stop after this many events (default: never)."
+)
 def watch(prefix: str, since: int, count: int) -> None:
     """Print every change under PREFIX (a path under the namespace, e.g. ops/alice) with its
     revision, until Ctrl-C (etcdmon). With --json: one JSON document per line."""
@@ -252,8 +272,11 @@ def watch(prefix: str, since: int, count: int) -> None:
 
     async def follow() -> None:
         seen = 0
-        note(f"watching {config.keys.under(prefix)} (Ctrl-C stops)")
-        async for event, resync in watch_changes(config, prefix, since=since):
+
+        def announce(where: str, revision: int) -> None:
+            note(f"watching {where} from revision {revision} (Ctrl-C stops)")
+
+        async for event, resync in watch_changes(config, prefix, since=since, on_start=announce):
             doc = {**event.to_dict(), "resync": resync}
             value = doc["value"] if event.type == "put" else ""
             shown = value if len(value) <= 120 else value[:117] + "..."

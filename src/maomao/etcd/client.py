@@ -148,7 +148,7 @@ class Store:
                     continue
                 raise PermissionDenied(f"etcd refused the credentials: {exc}") from None
             except BaseException as exc:
-                self.translate(exc, what)
+                await self._translate_explained(exc, what)
         raise AssertionError("unreachable")
 
     async def _guard(self, fn: Callable[[], Awaitable[T]]) -> T:
@@ -156,8 +156,41 @@ class Store:
             async with asyncio.timeout(self.timeout):
                 return await fn()
         except BaseException as exc:
-            self.translate(exc)
+            await self._translate_explained(exc)
             raise
+
+    async def _translate_explained(self, exc: BaseException, what: str = "") -> None:
+        """:meth:`translate`, and when etcd is unreachable yet something answered on its
+        port, say what answered (a web server, a proxy) instead of a bare gRPC failure."""
+        if isinstance(exc, MaoError):
+            raise exc  # translated (and explained) already, by a nested call
+        try:
+            self.translate(exc, what)
+        except Unavailable as unavailable:
+            if unavailable.detail in ("connection refused", "no answer in time"):
+                raise
+            probe_timeout = min(1.0, self.timeout / 4)
+            answers = await asyncio.gather(
+                *(asyncio.to_thread(probe_not_etcd, e, probe_timeout) for e in self.endpoints)
+            )
+            found = [a for a in answers if a]
+            if not found:
+                raise
+            raise Unavailable(self.endpoints, "; ".join(found)) from None
+
+    async def reauthenticate(self) -> None:
+        """Log in again (after etcd refused a token); a no-op without a user.
+
+        :raises PermissionDenied: when etcd refuses the credentials.
+        :raises Unavailable: when etcd cannot be reached in time.
+        """
+        if self._user:
+            await self._guard(self._authenticate)
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether this store logs in (a refused token is then worth one more login)."""
+        return bool(self._user)
 
     def translate(self, exc: BaseException, what: str = "") -> Any:
         """Raise the maomao error for a client error; re-raise anything else unchanged."""
@@ -365,13 +398,73 @@ class Store:
         await self.revision()
 
 
+#: gRPC codes after which a stream or a call is worth trying again: the server is away,
+#: slow, shutting down (CANCELLED) or the connection was reset mid-stream (INTERNAL).
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether *exc* is a passing failure to reach etcd (retry), not a refusal or a bug."""
+    if isinstance(exc, EtcdConnectionError | EtcdTransientError | TimeoutError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in TRANSIENT_CODES
+
+
+def is_unauthenticated(exc: BaseException) -> bool:
+    """Whether etcd refused the token of *exc*'s call (a new login may fix it)."""
+    if isinstance(exc, EtcdUnauthenticatedError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def _detail(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     text = str(exc)
-    if "failed to connect" in text or "Connection refused" in text or "UNAVAILABLE" in text:
+    if "Connection refused" in text or "connection refused" in text:
         return "connection refused"
+    if "Failed parsing HTTP/2" in text or "http1.x" in text:
+        return "the server there does not speak gRPC"
+    if "DEADLINE_EXCEEDED" in text or "Deadline Exceeded" in text:
+        return "no answer in time"
     return text.split("\n", 1)[0][:160]
+
+
+def probe_not_etcd(url: str, timeout: float) -> str | None:
+    """What answers ``GET {url}/version`` when it is not etcd, or ``None`` (nothing answered,
+    or etcd did). Blocking: run it in a thread. It sends no credentials."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith("http://"):
+        return None  # no TLS handshake with a stranger just to describe it
+    try:
+        with urllib.request.urlopen(f"{url}/version", timeout=timeout) as resp:
+            status, server, body = resp.status, resp.headers.get("Server", ""), resp.read(4096)
+    except urllib.error.HTTPError as exc:
+        status, server, body = exc.code, exc.headers.get("Server", ""), b""
+    except (OSError, ValueError):
+        return None
+    try:
+        if "etcdserver" in json.loads(body):
+            return None
+    except (ValueError, TypeError):
+        pass
+    by = f", server {printable_header(server)}" if server else ""
+    return f"something that is not etcd answers at {url}: HTTP {status} to GET /version{by}"
+
+
+def printable_header(text: str) -> str:
+    """A header value from a stranger, cut short and without control characters."""
+    return "".join(c for c in text[:80] if c.isprintable())
 
 
 def _compare(c: Compare) -> Any:

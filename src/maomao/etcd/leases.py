@@ -17,11 +17,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import grpc
-import grpc.aio
-from etcd3aio import EtcdUnauthenticatedError
-
 from maomao.errors import MaoError
+from maomao.etcd.client import is_unauthenticated
 
 if TYPE_CHECKING:
     from maomao.etcd.client import Store
@@ -140,9 +137,9 @@ class Lease:
                 async with asyncio.timeout(max(0.1, expires_at - sent)):
                     ttl = await self._renew_once(api)
             except Exception as exc:
-                if _unauthenticated(exc) and self._store._user:
+                if is_unauthenticated(exc):
                     with contextlib.suppress(MaoError):
-                        await self._store._guard(self._store._authenticate)
+                        await self._store.reauthenticate()
                 log.debug("lease %x renewal failed: %s", self.id, type(exc).__name__)
                 delay = _RETRY
                 continue
@@ -161,9 +158,3 @@ class Lease:
             raise ConnectionError("keep-alive stream ended without an answer")
         finally:
             stream.cancel()
-
-
-def _unauthenticated(exc: BaseException) -> bool:
-    if isinstance(exc, EtcdUnauthenticatedError):
-        return True
-    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED

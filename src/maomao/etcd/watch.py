@@ -25,6 +25,7 @@ from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 
 from maomao.errors import MaoError, PermissionDenied, Unavailable
+from maomao.etcd.client import is_transient, is_unauthenticated
 from maomao.etcd.types import Event, WatchBatch
 
 if TYPE_CHECKING:
@@ -36,12 +37,6 @@ _DELETE = 1
 #: Reconnect delays after a broken stream (seconds): doubled up to the cap.
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 2.0
-_TRANSIENT = (
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,  # a member shutting down
-    grpc.StatusCode.INTERNAL,  # a connection reset mid-stream
-)
 
 
 class Watch:
@@ -99,10 +94,10 @@ class Watch:
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, _BACKOFF_MAX)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and store._user:
+                if is_unauthenticated(exc) and store.authenticates:
                     await self._login()
                     continue
-                if exc.code() not in _TRANSIENT:
+                if not is_transient(exc):
                     store.translate(exc, self.key)
                 log.info(
                     "watch on %s broken (%s); resuming at %d in %.2f s",
@@ -149,7 +144,7 @@ class Watch:
     async def _cancelled(self, reason: str) -> None:
         """The server cancelled the watch: raise, unless a new token fixes it."""
         refused = "auth token" in reason or "permission denied" in reason
-        if refused and self._store._user and self._logins == 0:
+        if refused and self._store.authenticates and self._logins == 0:
             # etcd 3.5 answers a dead token (simple tokens die with a restart) on a watch
             # with "permission denied", like a real refusal: log in once and try again
             await self._login()
@@ -164,7 +159,7 @@ class Watch:
         if self._logins > 1:
             raise PermissionDenied(f"etcd refuses the credentials for a watch of {self.key}")
         log.info("watch on %s: token refused, authenticating again", self.key)
-        await self._store._guard(self._store._authenticate)
+        await self._store.reauthenticate()
 
     async def _resync(self, compacted: int) -> WatchBatch:
         # one range read gives the content and the revision it is true at, atomically

@@ -193,14 +193,70 @@ def to_yaml(tree: Mapping[str, Any]) -> str:
     return yaml.dump(tree, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
+#: The most nodes a document may stand for once its aliases are expanded. Far above any
+#: real subtree (etcd takes at most a few thousand keys in a transaction), far below what
+#: makes an alias bomb slow: ~1 KB of aliases can stand for a billion values.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes *root* stands for with every alias expanded, counting each shared
+    node once per use but visiting it only once; stops as soon as the bound is passed.
+
+    :raises InvalidValue: for a bomb (past :data:`MAX_EXPANDED_NODES`) or an alias cycle.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            size = 1 + sum(sizes[id(c)] for c in _children(node))
+            if size > MAX_EXPANDED_NODES:
+                raise InvalidValue(
+                    f"YAML aliases expand to more than {MAX_EXPANDED_NODES} values (an alias bomb?)"
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            mark = node.start_mark
+            raise InvalidValue(f"invalid YAML at line {mark.line + 1}: an alias refers to itself")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def from_yaml(text: str) -> Any:
+    """The data of one YAML document, aliases bounded (see :data:`MAX_EXPANDED_NODES`)."""
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise InvalidValue("invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidValue(f"invalid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 # -- against the store --------------------------------------------------------------------

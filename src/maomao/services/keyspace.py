@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from maomao.config import Config
@@ -11,19 +12,33 @@ from maomao.etcd import Event, open_store, yamlio
 
 
 async def watch_changes(
-    config: Config, path: str = "", *, since: int = 0
+    config: Config,
+    path: str = "",
+    *,
+    since: int = 0,
+    on_start: Callable[[str, int], None] | None = None,
 ) -> AsyncIterator[tuple[Event, bool]]:
-    """Every change under ``{ns}/{path}``, with its revision, until the caller stops.
+    """Every change under ``{ns}/{path}`` from revision *since* (0: from now), with its
+    revision, until the caller stops.
+
+    "Now" is the revision read before the watch is set up, and the watch starts at the
+    next one; only then is ``on_start(prefix, start_revision)`` called. So a change made
+    after that call has a later revision and is always delivered, however soon it comes.
 
     Yields ``(event, resync)``; ``resync`` marks the current content re-read after the
     watch fell behind a compaction.
     """
     prefix = config.keys.under(path)
     async with open_store(config) as store:
-        await store.ping()
-        async for batch in store.watch(prefix, start_revision=since):
-            for event in batch.events:
-                yield event, batch.resync
+        now = await store.revision()  # also fails fast when etcd is unreachable
+        start = since or now + 1
+        watch = store.watch(prefix, start_revision=start)
+        if on_start is not None:
+            on_start(prefix, start)
+        async with contextlib.aclosing(aiter(watch)) as batches:
+            async for batch in batches:
+                for event in batch.events:
+                    yield event, batch.resync
 
 
 async def dump_subtree(config: Config, path: str) -> tuple[str, int, int]:
