@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from maomao.services.members import list_members
 from toolrepo import collector_repo, config_for
 
@@ -99,3 +101,16 @@ def test_the_node_serves_members_with_their_warnings(operator_home, etcdctl, ns:
     assert served is not None
     assert [m["operator"] for m in served["members"] if m["online"]] == ["alice"]
     assert len(served["warnings"]) == 1 and f"{ns}/index/presence/bob" in served["warnings"][0]
+
+
+@pytest.mark.parametrize("node", [False, True], ids=["own-process", "served-by-node"])
+def test_mao_members_prints_and_carries_the_warnings(operator_home, etcdctl, ns: str, node: bool) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    etcdctl.put(f"{ns}/index/presence/bob", "{not json\x1b[2J")
+    if node:
+        assert alice("up", "--detach").code == 0
+    result = alice("--json", "members")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert len(doc["warnings"]) == 1 and f"{ns}/index/presence/bob" in doc["warnings"][0]
+    assert f"warning: skipped {ns}/index/presence/bob" in result.err and "\x1b" not in result.err

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from maomao.cli.interactive import ask
-from maomao.cli.output import GLOBALS, emit, emit_line, note, table
+from maomao.cli.output import GLOBALS, emit, emit_line, note, table, warn
 from maomao.config import Config, check_home, resolve_home
 from maomao.errors import ConfigError, UsageError
 
@@ -242,13 +242,15 @@ def members() -> None:
     config = load_config()
     served = call(config.paths.control_socket, "members", {}, config.identity())
     if served is not None:
-        rows = served["members"]
+        rows, warnings = served["members"], list(served.get("warnings", []))
     else:
         from maomao.services.members import list_members
 
-        rows = [m.to_dict() for m in arun(list_members(config))]
+        listing = arun(list_members(config))
+        rows, warnings = [m.to_dict() for m in listing], listing.warnings
+    warn(warnings)
     emit(
-        {"members": rows},
+        {"members": rows, "warnings": warnings},
         table(
             [{**r, "online": "yes" if r["online"] else "no"} for r in rows],
             ["operator", "online", "host", "pid", "since"],

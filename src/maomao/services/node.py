@@ -85,7 +85,7 @@ def init_home(
         client_port=client_port or 2379,
         peer_port=peer_port or 2380,
         git_remote=git_remote,
-        presence_ttl=presence_ttl or 10,
+        presence_ttl=presence_ttl if presence_ttl is not None else 10,
     )
     if config.paths.config_file.exists() and not force:
         raise AlreadyExists(f"{config.paths.config_file} already exists (use --force to overwrite)")
