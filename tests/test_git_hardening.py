@@ -166,7 +166,7 @@ def test_a_lock_of_a_live_git_is_kept_and_the_failure_is_exit_1(tmp_path: Path, 
     assert commit_all(work, "once it is gone").created
 
 
-def test_a_publish_killed_with_its_process_group_does_not_block_the_next(
+def test_the_lock_a_killed_publish_left_does_not_block_the_next(
     operator_home, git_config, bare_repo: MakeBare, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     alice = operator_home("alice")
@@ -179,6 +179,8 @@ def test_a_publish_killed_with_its_process_group_does_not_block_the_next(
     (data / "a.csv").write_text("a\n1\n2\n")
     again = alice("dataset", "publish", str(data), "--hub", "helm", "--remote", str(remote))
     assert again.code == 0, again.err
+    assert "removed the stale .git/index.lock" in again.err  # said, once, in one line
+    assert again.err.count("\n") == 1
     assert git("rev-parse", "refs/heads/main", cwd=remote) == git("rev-parse", "HEAD", cwd=data)
 
 
