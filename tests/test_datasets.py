@@ -48,7 +48,7 @@ def test_publish_then_find_and_retrieve_verified(
     assert ad["commit"] == git("rev-parse", "refs/heads/main", cwd=remote)  # what landed
     assert git("log", "-1", "--format=%s", cwd=data).startswith("sync 20")
     assert sorted((f["path"], f["rows"]) for f in ad["files"]) == [("repos.csv", 3), ("tags.csv", 2)]
-    assert ad["metric"] == 5.0 and ad["digest"].startswith("sha256:")
+    assert ad["metric"] == 5.0 and ad["digest"].startswith("sha256-v2:")
     assert git("rev-parse", f"{ad['tag']}^{{commit}}", cwd=remote) == ad["commit"]
     assert "password" not in json.dumps(ad)
 
@@ -293,7 +293,7 @@ def test_advertised_digest_that_does_not_match_fails_and_leaves_nothing(
         alice, data, "--hub", "quay", "--date", "2026-11-24", "--remote", str(bare_repo("tamper.git"))
     )
     key = f"{ns}/ops/alice/snapshots/quay/2026-11-24/data"
-    tampered = {**doc["advertisement"], "digest": "sha256:" + "0" * 64}
+    tampered = {**doc["advertisement"], "digest": "sha256-v2:" + "0" * 64}
     etcdctl.put(key, json.dumps(tampered))
     result = bob("dataset", "retrieve", "quay", "2026-11-24", "alice")
     assert result.code == 1, result.err

@@ -40,7 +40,7 @@ from maomao.gitstore import (
     set_remote,
     snapshot_tag,
 )
-from maomao.gitstore.snapshot import Snapshot
+from maomao.gitstore.snapshot import DIGEST_V1, Snapshot
 
 pytestmark = pytest.mark.usefixtures("git_config")
 
@@ -387,7 +387,8 @@ def expected_digest(root: Path, paths: list[str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def test_digest_is_stable_changes_with_a_byte_and_counts_csv_rows(tmp_path: Path) -> None:
+def test_v1_digest_is_stable_changes_with_a_byte_and_counts_csv_rows(tmp_path: Path) -> None:
+    """The v1 definition (``sha256:``) still verifies older advertisements, unchanged."""
     root = tmp_path / "snap"
     files = {
         "b.csv": "name,pulls\na,1\nb,2\n",
@@ -405,7 +406,7 @@ def test_digest_is_stable_changes_with_a_byte_and_counts_csv_rows(tmp_path: Path
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (root / "link.csv").symlink_to(root / "b.csv")
 
-    snap = compute_snapshot(root)
+    snap = compute_snapshot(root, scheme=DIGEST_V1)
     order = [".mao/metrics.json", "a/readme.txt", "a/z.csv", "b.csv", "empty.csv", "header-only.CSV"]
     assert [f.path for f in snap.files] == order
     assert {f.path: f.rows for f in snap.files} == {
@@ -414,19 +415,19 @@ def test_digest_is_stable_changes_with_a_byte_and_counts_csv_rows(tmp_path: Path
     assert {f.path: f.bytes for f in snap.files}["b.csv"] == len(files["b.csv"])
     assert snap.total_rows == 4
     assert snap.digest == expected_digest(root, order)
-    assert compute_snapshot(root) == snap  # stable
+    assert compute_snapshot(root, scheme=DIGEST_V1) == snap  # stable
     assert Snapshot.from_dict(snap.to_dict()) == snap
     assert count_csv_rows(root / "a" / "z.csv") == 2
 
     (root / ".mao" / "state.json").write_text('{"changed": true}')  # bookkeeping: not data
     (root / ".git" / "HEAD").write_text("ref: refs/heads/other\n")
-    assert compute_snapshot(root).digest == snap.digest
+    assert compute_snapshot(root, scheme=DIGEST_V1).digest == snap.digest
 
     (root / "a" / "readme.txt").write_text("hellO\n")  # one byte
-    assert compute_snapshot(root).digest != snap.digest
+    assert compute_snapshot(root, scheme=DIGEST_V1).digest != snap.digest
     (root / "a" / "readme.txt").write_text("hello\n")
     (root / "a" / "readme.txt").rename(root / "a" / "readme.md")  # a rename
-    assert compute_snapshot(root).digest != snap.digest
+    assert compute_snapshot(root, scheme=DIGEST_V1).digest != snap.digest
 
 
 def test_publisher_and_retriever_compute_the_same_digest(tmp_path: Path, bare_repo: MakeBare) -> None:

@@ -2,13 +2,16 @@
 
 What a publish and a retrieve need, and nothing else:
 
-- working tree: :func:`ensure_repo`, :func:`set_remote`, :func:`commit_all`,
-  :func:`committed_paths`, :func:`head`;
-- publish: :func:`push` (fetch + rebase when the remote moved, never force; optionally
+- working tree: :func:`ensure_repo`, :func:`set_remote`, :func:`commit_all` (refuses
+  nested repositories and symlinks that leave the tree; removes stale locks of killed
+  gits, :mod:`maomao.gitstore.locks`), :func:`committed_paths`, :func:`committed_entries`,
+  :func:`head`;
+- publish: :func:`push` (fetch + rebase when the remote moved or another publisher won
+  a race, with jitter, never force; ``branch=None`` follows the remote's default branch; optionally
   with a snapshot tag, see :mod:`maomao.gitstore.tags` for the ``mao/{hub}/{date}/{dataset}``
   scheme), :func:`remote_refs`;
 - retrieve: :func:`fetch_commit` (exactly one commit, shallow where the server allows,
-  into a new directory, all or nothing);
+  into a new directory, all or nothing, refusing links that leave it and gitlinks);
 - snapshot: :func:`compute_snapshot` (digest and file list, canonical definition in
   :mod:`maomao.gitstore.snapshot`);
 - credentials: :func:`check_remote_url` (no secret in a URL), :class:`SshKey` (one local
@@ -29,19 +32,29 @@ from maomao.gitstore.errors import (
     GitNotFound,
     GitUnreachable,
     NotARepository,
+    PushRaceLost,
     PushRejected,
 )
 from maomao.gitstore.fetch import FetchResult, fetch_commit
 from maomao.gitstore.progress import ProgressCallback, parse_progress_line
 from maomao.gitstore.push import PushResult, push
-from maomao.gitstore.snapshot import FileEntry, Snapshot, compute_snapshot, count_csv_rows
+from maomao.gitstore.snapshot import (
+    FileEntry,
+    Snapshot,
+    compute_snapshot,
+    control_metric,
+    count_csv_rows,
+    digest_scheme,
+)
 from maomao.gitstore.tags import RemoteRef, TagRequest, remote_refs, snapshot_tag
 from maomao.gitstore.worktree import (
     DEFAULT_BRANCH,
     DEFAULT_REMOTE,
     CommitResult,
     RepoInfo,
+    TreeEntry,
     commit_all,
+    committed_entries,
     committed_paths,
     current_branch,
     ensure_repo,
@@ -63,6 +76,7 @@ __all__ = [
     "GitUnreachable",
     "NotARepository",
     "ProgressCallback",
+    "PushRaceLost",
     "PushRejected",
     "PushResult",
     "RemoteRef",
@@ -70,12 +84,16 @@ __all__ = [
     "Snapshot",
     "SshKey",
     "TagRequest",
+    "TreeEntry",
     "check_remote_url",
     "commit_all",
+    "committed_entries",
     "committed_paths",
     "compute_snapshot",
+    "control_metric",
     "count_csv_rows",
     "current_branch",
+    "digest_scheme",
     "ensure_repo",
     "fetch_commit",
     "head",

@@ -5,7 +5,10 @@ not the history behind it, when the server lets clients ask for a commit by id (
 daemon, ssh and file remotes with protocol v2 do; others need
 ``uploadpack.allowReachableSHA1InWant`` or ``allowAnySHA1InWant``). When the server
 refuses, every branch and tag is fetched instead (what a clone does) and the commit is
-looked up there. Then HEAD is detached at the commit and checked.
+looked up there. Then HEAD is detached at the commit and checked, and so is the tree
+against the link policy of :mod:`maomao.gitstore.snapshot`: a symlink that leaves the
+snapshot, or a nested repository (gitlink), refuses the whole snapshot before it is
+renamed into place.
 
 Everything happens in a hidden temporary directory next to the destination, renamed into
 place only when complete; on any failure (including Ctrl-C) it is removed, together with
@@ -25,7 +28,8 @@ from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
 from maomao.gitstore.errors import CommitNotFound, GitError, GitUnreachable
 from maomao.gitstore.progress import ProgressCallback
 from maomao.gitstore.runner import progress_flag, run_git
-from maomao.gitstore.worktree import head, validate_commit
+from maomao.gitstore.snapshot import MODE_GITLINK, MODE_LINK, link_problem, nested_repository_message
+from maomao.gitstore.worktree import committed_entries, head, validate_commit
 
 #: What a clone fetches: every branch and every tag.
 _CLONE_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
@@ -39,6 +43,7 @@ class FetchResult:
     commit: str
     url: str
     shallow: bool  # True when only that commit was fetched (depth 1), False after a full fetch
+    paths: tuple[str, ...] = ()  # every committed path, for compute_snapshot
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "commit": self.commit, "url": self.url, "shallow": self.shallow}
@@ -60,8 +65,9 @@ def fetch_commit(
     :raises AlreadyExists: *dest* exists (checking an existing copy is the caller's job).
     :raises CommitNotFound: the remote answered but does not have *commit* (exit 1).
     :raises GitUnreachable: the remote cannot be reached or read (exit 3).
-    :raises InvalidValue: *url* carries a secret, *commit* is not a full sha, or the
-        destination's directory cannot be written.
+    :raises InvalidValue: *url* carries a secret, *commit* is not a full sha, the
+        destination's directory cannot be written, or the commit holds a symlink that
+        leaves the snapshot or a nested repository (nothing is left behind).
     """
     url = check_remote_url(url)
     validate_commit(commit)
@@ -90,6 +96,7 @@ def fetch_commit(
             raise GitError(
                 f"checked out {landed} instead of {commit} from {redact_url(url)}", command="git checkout"
             )
+        paths = _checked_paths(tmp, commit, redact_url(url))
         try:
             tmp.rename(dest)
         except OSError as exc:
@@ -103,7 +110,21 @@ def fetch_commit(
             except OSError:
                 break
         raise
-    return FetchResult(dest, commit, redact_url(url), shallow)
+    return FetchResult(dest, commit, redact_url(url), shallow, paths)
+
+
+def _checked_paths(tree: Path, commit: str, shown: str) -> tuple[str, ...]:
+    """The committed paths of the checkout *tree*, refusing a gitlink or an escaping link."""
+    entries = committed_entries(tree, commit)
+    for entry in entries:
+        problem: str | None = None
+        if entry.mode == MODE_GITLINK:
+            problem = nested_repository_message(entry.path)
+        elif entry.mode == MODE_LINK:
+            problem = link_problem(tree, entry.path)
+        if problem is not None:
+            raise InvalidValue(f"refusing snapshot {commit} of {shown}: {problem}")
+    return tuple(entry.path for entry in entries)
 
 
 def _make_parents(directory: Path) -> list[Path]:

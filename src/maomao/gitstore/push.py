@@ -1,9 +1,13 @@
 """Push a working tree's commit (and its snapshot tag) without ever force-pushing.
 
-The remote moved on since our last fetch (another clone pushed first): fetch its branch,
-rebase our commits onto it, push again, a bounded number of times. Any other refusal is a
+The remote moved on since our last fetch (another clone pushed first), or another
+publisher's push held the branch's lock or took the tag name at the same moment: fetch
+its branch, rebase our commits onto it, pick the tag again, wait a random moment and push
+again, a bounded number of times; a publish that loses every time is a
+:class:`PushRaceLost` ("git push lost the race …", exit 3). Any other refusal is a
 :class:`PushRejected` (``git push rejected: <git's reason>``, exit 3) and the local
-commit stays where it is. The commit that actually landed on the remote (after a rebase
+commit stays where it is. ``branch=None`` follows the remote's default branch
+(:func:`follow_remote_branch`). The commit that actually landed on the remote (after a rebase
 it differs from the one we made) is what :class:`PushResult` reports, and the snapshot
 tag, when asked for, points at exactly that commit: the branch and the tag are pushed in
 one atomic push, so neither lands without the other.
@@ -11,20 +15,25 @@ one atomic push, so neither lands without the other.
 
 from __future__ import annotations
 
+import random
 import re
+import tempfile
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from maomao.errors import InvalidValue
 from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
-from maomao.gitstore.errors import GitError, GitUnreachable, PushRejected
+from maomao.gitstore.errors import GitError, GitUnreachable, PushRaceLost, PushRejected
 from maomao.gitstore.progress import ProgressCallback
-from maomao.gitstore.runner import GitResult, progress_flag, run_git
+from maomao.gitstore.runner import GitResult, progress_flag, run_git, strip_prefix
 from maomao.gitstore.tags import TagRequest, create_tag, delete_tag, local_tags, remote_refs, tag_candidates
 from maomao.gitstore.worktree import (
     DEFAULT_BRANCH,
     DEFAULT_REMOTE,
+    current_branch,
     head,
     remote_url,
     require_repo,
@@ -33,6 +42,15 @@ from maomao.gitstore.worktree import (
 
 #: Push statuses that mean "the remote branch moved on": fetch, rebase, retry.
 _MOVED = frozenset({"fetch first", "non-fast-forward"})
+#: What losing a race to another publisher looks like: a ref lock held by a concurrent
+#: receive-pack, a ref created meanwhile, an old value that changed under the update.
+_RACE_RE = re.compile(
+    r"cannot lock ref|reference already exists|failed to update ref|incorrect old value|"
+    r"is at [0-9a-f]+ but expected|Unable to create '[^']*\.lock': File exists",
+    re.IGNORECASE,
+)
+#: Statuses that only say "another ref of this atomic push failed".
+_COMPANION = frozenset({"atomic push failed", "atomic transaction failed"})
 _REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
 _SUMMARY_RE = re.compile(r"^\[(?P<kind>[^\]]+)\](?:\s+\((?P<why>.*)\))?$")
 
@@ -115,42 +133,127 @@ def _fail(result: GitResult, url: str, branch: str, commit: str) -> GitError:
 def push(
     path: Path,
     remote: str = DEFAULT_REMOTE,
-    branch: str = DEFAULT_BRANCH,
+    branch: str | None = DEFAULT_BRANCH,
     *,
     tag: TagRequest | None = None,
     ssh: SshKey | None = None,
     progress: ProgressCallback | None = None,
-    attempts: int = 5,
+    attempts: int = 12,
+    jitter: float = 0.05,
     timeout: float | None = None,
 ) -> PushResult:
     """Push HEAD of *path* to ``refs/heads/BRANCH`` of *remote* (a remote name or a URL).
 
-    Never forces. When the remote branch moved on, fetch it, rebase HEAD onto it and push
-    again, at most *attempts* pushes in all. With *tag*, also create an annotated tag at
-    the commit that lands (``tag.base``, or ``tag.base.N`` when that name is taken by
-    another commit, locally or on the remote) and push it atomically with the branch; an
-    existing tag of the same family on that very commit is reused.
+    Never forces. When the remote branch moved on, or another publisher won a race for a
+    ref lock or the tag name, fetch, rebase HEAD onto the remote branch, pick the tag again
+    and push again after a random pause (up to ``jitter * 2**n`` seconds), at most
+    *attempts* pushes in all. With *tag*, also create an annotated tag at the commit that
+    lands (``tag.base``, or ``tag.base.N`` when that name is taken by another commit,
+    locally or on the remote) and push it atomically with the branch; an existing tag of
+    the same family on that very commit is reused.
 
+    :param branch: the remote branch; ``None`` follows the remote (see
+        :func:`follow_remote_branch`). :attr:`PushResult.branch` says which was used.
+    :raises PushRaceLost: other publishers landed first for every attempt (exit 3, "lost
+        the race"); the local commit is kept.
     :raises PushRejected: the remote refused for another reason (read-only URL, unknown
-        ssh key, protected branch, hook), our commits do not rebase onto the remote's, or
-        the remote kept moving; the local commit is kept.
+        ssh key, protected branch, hook), or our commits do not rebase onto the remote's;
+        the local commit is kept.
     :raises GitUnreachable: the remote cannot be reached.
     :raises NotARepository: *path* is not a working tree.
     """
     require_repo(path)
-    validate_branch(branch)
     if attempts < 1:
         raise InvalidValue("attempts must be at least 1")
-    url = redact_url(_resolve_url(path, remote))
+    resolved = _resolve_url(path, remote)
+    url = redact_url(resolved)
     if head(path) is None:
         raise GitError(f"nothing to push in {path}: no commit yet", command="git push")
+    if branch is None:
+        branch = follow_remote_branch(path, remote, resolved, ssh=ssh, timeout=timeout)
+    validate_branch(branch)
     made: set[str] = set()  # local tags this call created and that have not landed
     try:
-        return _push(path, remote, branch, url, tag, ssh, progress, attempts, timeout, made)
+        return _push(path, remote, branch, url, tag, ssh, progress, attempts, jitter, timeout, made)
     except BaseException:
         for name in list(made):
             _drop(path, name, made)
         raise
+
+
+def follow_remote_branch(
+    path: Path, remote: str, url: str, *, ssh: SshKey | None = None, timeout: float | None = None
+) -> str:
+    """The remote branch a publish of *path* continues, so that every clone shares one history.
+
+    In order: the checked-out branch when the remote has it (known locally from its
+    remote-tracking ref, else asked); the branch the remote's HEAD points at; for a remote
+    without any branch, the branch its (unborn) HEAD names, so that clones of it get a
+    working HEAD; the remote's only branch; else the checked-out branch (or ``main``).
+
+    :raises GitUnreachable: the remote cannot be reached.
+    """
+    local = current_branch(path)
+    if local and _REMOTE_NAME_RE.fullmatch(remote):
+        tracking = run_git(
+            ["rev-parse", "--verify", "-q", f"refs/remotes/{remote}/{local}"], cwd=path, check=False
+        )
+        if tracking.ok:
+            return local
+    listed = run_git(
+        ["ls-remote", "--symref", "--", remote, "HEAD", "refs/heads/*"],
+        cwd=path,
+        ssh=ssh,
+        timeout=timeout,
+        check=False,
+    )
+    if not listed.ok:
+        raise GitUnreachable(redact_url(url), listed.reason, command="git ls-remote")
+    branches: set[str] = set()
+    head_branch: str | None = None
+    for line in listed.stdout.splitlines():
+        value, _, name = line.partition("\t")
+        if value.startswith("ref: refs/heads/") and name == "HEAD":
+            head_branch = _valid_branch(value.removeprefix("ref: refs/heads/"))
+        elif name.startswith("refs/heads/") and (found := _valid_branch(name.removeprefix("refs/heads/"))):
+            branches.add(found)
+    if local in branches:
+        return local
+    if head_branch in branches:
+        assert head_branch is not None
+        return head_branch
+    if not branches:
+        return _unborn_head(path, url, local or DEFAULT_BRANCH, ssh, timeout) or local or DEFAULT_BRANCH
+    if len(branches) == 1:
+        return next(iter(branches))
+    return local or DEFAULT_BRANCH
+
+
+def _valid_branch(name: str) -> str | None:
+    try:
+        return validate_branch(name)
+    except InvalidValue:
+        return None
+
+
+def _unborn_head(
+    path: Path, url: str, fallback: str, ssh: SshKey | None, timeout: float | None
+) -> str | None:
+    """The branch an empty remote's HEAD names (protocol v2 tells a clone; ls-remote does not)."""
+    with tempfile.TemporaryDirectory(prefix=".mao-head-", dir=path / ".git") as probe:
+        cloned = run_git(
+            ["clone", "-q", "--bare", "--no-tags", "--depth", "1", "--template=", "--", url, probe],
+            cwd=path,
+            ssh=ssh,
+            config={"init.defaultBranch": fallback},
+            timeout=timeout,
+            check=False,
+        )
+        if not cloned.ok:
+            return None
+        named = run_git(["symbolic-ref", "-q", "HEAD"], cwd=Path(probe), check=False)
+    ref = named.stdout.strip()
+    return _valid_branch(ref.removeprefix("refs/heads/")) if ref.startswith("refs/heads/") else None
 
 
 def _push(
@@ -162,6 +265,7 @@ def _push(
     ssh: SshKey | None,
     progress: ProgressCallback | None,
     attempts: int,
+    jitter: float,
     timeout: float | None,
     made: set[str],
 ) -> PushResult:
@@ -170,6 +274,7 @@ def _push(
     landed: str | None = None
     remote_tags: dict[str, str] | None = None
     sha = ""
+    last = ""
     for attempt in range(1, attempts + 1):
         sha = head(path) or ""
         tag_name: str | None = None
@@ -202,29 +307,46 @@ def _push(
             if tag_name is None or tag_on_remote or push_tag:
                 return PushResult(sha, branch, remote, url, rebased, attempt, tag_name)
             continue  # no atomic push here: the branch landed, the tag goes next
-        if not statuses:
-            if use_atomic and "does not support --atomic" in result.stderr:
-                atomic = False
-                continue
+        if not statuses and use_atomic and "does not support --atomic" in result.stderr:
+            atomic = False
+            continue
+        raced = _raced(result, statuses.values())
+        if not statuses and not raced:
             raise _fail(result, url, branch, sha)
-        if tag_status is not None and tag_status.why == "already exists":
-            # Someone tagged another commit with this name: learn the remote's tags, pick again.
-            assert tag is not None
-            remote_tags = _remote_tags(path, remote, tag, ssh, timeout, url)
-            _drop(path, tag_name, made)
-            continue
-        if branch_status is not None and not branch_status.ok and branch_status.why in _MOVED:
-            _rebase_onto_remote(path, remote, branch, url, sha, ssh, progress, timeout)
-            rebased = True
-            _drop(path, tag_name, made)  # it points at the commit we no longer push
-            continue
-        refused = next(
-            (s for s in (branch_status, tag_status) if s and not s.ok and s.why != "atomic push failed"), None
+        tag_taken = tag_status is not None and tag_status.why == "already exists"
+        moved = branch_status is not None and not branch_status.ok and branch_status.why in _MOVED
+        if not (tag_taken or moved or raced):
+            refused = next(
+                (s for s in (branch_status, tag_status) if s and not s.ok and s.why not in _COMPANION), None
+            )
+            if refused is None:
+                raise _fail(result, url, branch, sha)
+            raise PushRejected(url, branch, _refusal(refused, result), sha)
+        last = raced or next(
+            (s.why for s in (branch_status, tag_status) if s is not None and not s.ok), result.reason
         )
-        if refused is None:
-            raise _fail(result, url, branch, sha)
-        raise PushRejected(url, branch, _refusal(refused, result), sha)
-    raise PushRejected(url, branch, f"the remote kept moving: gave up after {attempts} attempts", sha)
+        if attempt == attempts:
+            break
+        if jitter > 0:
+            # Publishers that collided would collide again in lockstep: spread them out, and
+            # before the fetch, so that the fetch-rebase-push window stays short.
+            time.sleep(random.uniform(0, jitter * 2 ** min(attempt - 1, 5)))
+        if tag is not None and (tag_taken or raced):
+            # Someone tagged another commit with this name: learn the remote's tags, pick again.
+            remote_tags = _remote_tags(path, remote, tag, ssh, timeout, url)
+        if (moved or raced) and _rebase_onto_remote(path, remote, branch, url, sha, ssh, progress, timeout):
+            rebased = True
+        _drop(path, tag_name, made)  # taken, or at a commit we no longer push: pick again
+    raise PushRaceLost(url, branch, attempts, last or "the remote kept moving", sha)
+
+
+def _raced(result: GitResult, statuses: Iterable[_RefStatus]) -> str:
+    """git's words when the push lost a race for a ref lock or a ref name, else ``""``."""
+    for text in (*(s.why for s in statuses if not s.ok), *result.stderr.splitlines()):
+        match = _RACE_RE.search(text)
+        if match is not None:
+            return strip_prefix(text.strip().removeprefix("remote:").strip())
+    return ""
 
 
 def _drop(path: Path, tag_name: str | None, made: set[str]) -> None:
@@ -284,8 +406,11 @@ def _rebase_onto_remote(
     ssh: SshKey | None,
     progress: ProgressCallback | None,
     timeout: float | None,
-) -> None:
-    """Fetch the remote branch and rebase HEAD onto it; abort (keeping ours) on conflict."""
+) -> bool:
+    """Fetch the remote branch and rebase HEAD onto it; abort (keeping ours) on conflict.
+
+    True when HEAD moved (False: the remote branch is still ours or does not exist yet).
+    """
     fetched = run_git(
         ["fetch", "--no-tags", *progress_flag(progress), "--", remote, f"refs/heads/{branch}"],
         cwd=path,
@@ -295,10 +420,12 @@ def _rebase_onto_remote(
         check=False,
     )
     if not fetched.ok:
+        if "couldn't find remote ref" in fetched.stderr:
+            return False  # a race to create the branch: nothing to rebase onto yet
         raise GitUnreachable(url, fetched.reason, command="git fetch")
     rebase = run_git(["rebase", "--no-autostash", "FETCH_HEAD"], cwd=path, check=False)
     if rebase.ok:
-        return
+        return head(path) != sha
     output = rebase.stdout + "\n" + rebase.stderr
     conflict = next((line.strip() for line in output.splitlines() if line.startswith("CONFLICT")), "")
     run_git(["rebase", "--abort"], cwd=path, check=False)

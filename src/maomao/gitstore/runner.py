@@ -56,6 +56,12 @@ _GENERIC = (
     re.compile(r"^fatal: the remote end hung up unexpectedly$"),
     re.compile(r"^error: failed to push some refs to "),
     re.compile(r"^fatal: early EOF$"),
+    # git's epilogue after "Unable to create '….lock': File exists."
+    re.compile(r"^Another git process seems to be running in this repository"),
+    re.compile(r"^an editor opened by 'git commit'"),
+    re.compile(r"^are terminated then try again"),
+    re.compile(r"^may have crashed in this repository earlier"),
+    re.compile(r"^remove the file manually to continue"),
 )
 _PREFIX_RE = re.compile(r"^(?:fatal|error):\s*")
 
@@ -113,10 +119,15 @@ def failure_reason(stderr: str, returncode: int = 1, stdout: str = "") -> str:
     if not chosen:
         out = [line.strip() for line in stdout.splitlines() if line.strip()]
         chosen = out[-1] if out else f"exit status {returncode}"
-    chosen = _PREFIX_RE.sub("", chosen)
+    chosen = strip_prefix(chosen)
     if chosen.startswith("remote: "):
         chosen = chosen[len("remote: ") :].strip()
     return chosen
+
+
+def strip_prefix(line: str) -> str:
+    """*line* without git's ``fatal:``/``error:`` prefix."""
+    return _PREFIX_RE.sub("", line)
 
 
 def git_executable() -> str:

@@ -15,7 +15,9 @@ from typing import Any
 from maomao.errors import InvalidValue
 from maomao.gitstore.credentials import check_remote_url
 from maomao.gitstore.errors import GitError, NotARepository
+from maomao.gitstore.locks import clear_stale_locks, lock_files
 from maomao.gitstore.runner import run_git
+from maomao.gitstore.snapshot import MODE_GITLINK, MODE_LINK, link_problem, nested_repository_message
 
 DEFAULT_BRANCH = "main"
 DEFAULT_REMOTE = "origin"
@@ -156,12 +158,26 @@ def commit_all(path: Path, message: str) -> CommitResult:
 
     When nothing changed, no commit is made and the existing HEAD is returned with
     ``created=False``. The first commit of an empty directory is an empty commit, so that
-    a snapshot always has a commit id.
+    a snapshot always has a commit id. A stale lock left by a killed git is removed first
+    (with a warning, see :mod:`maomao.gitstore.locks`).
+
+    :raises InvalidValue: the tree holds a nested git repository or a symlink that leaves
+        it (the link policy of :mod:`maomao.gitstore.snapshot`); nothing is committed and
+        the index is put back as it was.
+    :raises GitError: git could not stage or commit (exit 1: a local problem).
     """
     require_repo(path)
     if not message.strip():
         raise InvalidValue("empty commit message")
+    clear_stale_locks(path)
+    held = lock_files(path)
+    if held:
+        raise GitError(
+            f"{held[0]} is held by a git still running in {path}: let it finish (or end it), then retry",
+            command="git add",
+        )
     run_git(["add", "-A"], cwd=path)
+    _check_staged(path)
     # One `git commit` tells whether anything was staged ("nothing to commit", exit 1):
     # fewer git processes than asking first, which publishes of big trees feel.
     committed = run_git(["commit", "-q", "-m", message], cwd=path, check=False)
@@ -178,6 +194,48 @@ def commit_all(path: Path, message: str) -> CommitResult:
     if after is None:  # pragma: no cover - git said it committed
         raise GitError("git commit made no commit", command="git commit")
     return CommitResult(after, True)
+
+
+def _check_staged(path: Path) -> None:
+    """Refuse a staged gitlink or escaping symlink (and unstage everything again)."""
+    staged = run_git(["ls-files", "-s", "-z"], cwd=path)
+    problem: str | None = None
+    for record in staged.stdout.split("\0"):
+        mode, _, rest = record.partition(" ")
+        if mode == MODE_GITLINK:
+            problem = nested_repository_message(rest.partition("\t")[2])
+        elif mode == MODE_LINK:
+            problem = link_problem(path, rest.partition("\t")[2])
+        if problem is not None:
+            break
+    if problem is None:
+        return
+    if head(path) is not None:
+        run_git(["reset", "-q"], cwd=path, check=False)
+    else:
+        run_git(["read-tree", "--empty"], cwd=path, check=False)
+    raise InvalidValue(f"refusing to publish {path}: {problem}")
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a commit's tree (``git ls-tree -r``)."""
+
+    mode: str  # 100644, 100755, 120000 (symlink) or 160000 (gitlink: a nested repository)
+    path: str
+
+
+def committed_entries(path: Path, commit: str = "HEAD") -> list[TreeEntry]:
+    """Mode and path of every entry of *commit*, gitlinks included."""
+    if commit.startswith("-"):
+        raise InvalidValue(f"invalid commit {commit!r}")
+    result = run_git(["ls-tree", "-r", "-z", commit, "--"], cwd=require_repo(path))
+    entries = []
+    for record in result.stdout.split("\0"):
+        if record:
+            meta, _, name = record.partition("\t")
+            entries.append(TreeEntry(meta.split(" ", 1)[0], name))
+    return entries
 
 
 def committed_paths(path: Path, commit: str = "HEAD") -> list[str]:

@@ -2,7 +2,8 @@
 verify it (publishing is ``maomao.services.publish``).
 
 Retrieve: read the operator's own advertisement, fetch exactly the advertised commit into
-a staging directory, check commit and digest, and only then rename it into
+a staging directory, check commit, digest, files list (paths, bytes, rows) and control
+metric, and only then rename it into
 ``{import_dir}/{hub}/{date}/{op}/{dataset}``.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,7 +90,9 @@ async def retrieve(
 ) -> RetrieveResult:
     """Fetch exactly the advertised commit and verify it (see the module docstring).
 
-    :raises DigestMismatch: the fetched tree is not the advertised one (nothing is left).
+    :raises DigestMismatch: the fetched tree is not the advertised one: commit, digest,
+        files list or control metric (nothing is left).
+    :raises InvalidValue: the snapshot holds a symlink leaving it, or a nested repository.
     :raises UsageError: the operator has several datasets that day and none was named.
     """
     async with open_store(config) as store:
@@ -130,12 +134,12 @@ def _fetch_verified(
     staging_root = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
         staged = staging_root / "tree"
-        gitstore.fetch_commit(ad.url, ad.commit, staged, ssh=ssh, progress=progress)
-        check = _check_tree(staged, ad, fresh=True)
+        fetched = gitstore.fetch_commit(ad.url, ad.commit, staged, ssh=ssh, progress=progress)
+        check = _check_tree(staged, ad, paths=fetched.paths)
         if not check["ok"]:
             raise DigestMismatch(
-                f"{ad.operator}/{ad.hub}/{ad.date}/{ad.dataset}: digest mismatch: {check['problem']} "
-                f"(the remote {ad.url} no longer holds what was advertised)"
+                f"{ad.operator}/{ad.hub}/{ad.date}/{ad.dataset}: {check['problem']} "
+                f"(the remote {ad.url} does not hold what was advertised)"
             )
         remember(staged, key, ad)
         staged.rename(target)
@@ -143,37 +147,91 @@ def _fetch_verified(
         shutil.rmtree(staging_root, ignore_errors=True)
 
 
-def _check_tree(tree: Path, ad: Advertisement, *, fresh: bool = False) -> dict[str, Any]:
-    """Commit and digest of a working tree against an advertisement.
+def _check_tree(tree: Path, ad: Advertisement, *, paths: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Commit, digest, files list and control metric of a working tree against an advertisement.
 
-    *fresh*: the tree was just checked out at ``ad.commit`` by ``fetch_commit`` (which
-    verified HEAD), so it holds exactly the committed files and git need not be asked.
+    *paths*: the tree was just checked out at ``ad.commit`` by ``fetch_commit`` (which
+    verified HEAD and gave its committed paths), so git need not be asked again. The
+    digest is recomputed with the advertisement's own scheme (``sha256:`` v1 for older
+    advertisements, ``sha256-v2:``). ``problem`` is one line naming the first difference,
+    starting with what differs: ``digest mismatch``, ``files mismatch``, ``metric mismatch``.
     """
-    if not fresh:
+    result: dict[str, Any] = {"ok": False, "problem": "", "commit": None, "digest": None}
+    if paths is None:
         try:
             commit = gitstore.head(tree)
         except MaoError as exc:
-            return {"ok": False, "problem": str(exc), "commit": None, "digest": None}
+            return {**result, "problem": str(exc)}
+        result["commit"] = commit
         if commit != ad.commit:
-            problem = f"commit {commit} instead of {ad.commit}"
-            return {"ok": False, "problem": problem, "commit": commit, "digest": None}
-    snapshot = gitstore.compute_snapshot(tree, None if fresh else gitstore.committed_paths(tree, ad.commit))
-    commit = ad.commit
+            return {**result, "problem": f"commit mismatch: commit {commit} instead of {ad.commit}"}
+    result["commit"] = ad.commit
+    scheme = gitstore.digest_scheme(ad.digest)
+    if scheme is None:
+        return {**result, "problem": f"digest mismatch: unknown digest scheme in {ad.digest[:24]!r}"}
+    try:
+        listed = paths if paths is not None else gitstore.committed_paths(tree, ad.commit)
+        snapshot = gitstore.compute_snapshot(tree, listed, scheme=scheme)
+    except MaoError as exc:
+        return {**result, "problem": f"digest mismatch: {exc}"}
+    result["digest"] = snapshot.digest
     if snapshot.digest != ad.digest:
-        return {
-            "ok": False,
-            "problem": f"digest {snapshot.digest} instead of {ad.digest}",
-            "commit": commit,
-            "digest": snapshot.digest,
-        }
-    return {"ok": True, "problem": "", "commit": commit, "digest": snapshot.digest}
+        return {**result, "problem": f"digest mismatch: digest {snapshot.digest} instead of {ad.digest}"}
+    problem = files_difference(ad.files, snapshot.files)
+    if problem is not None:
+        return {**result, "problem": f"files mismatch: {problem}"}
+    metric = gitstore.control_metric(tree, snapshot.total_rows)
+    if not _same_metric(ad.metric, metric):
+        return {**result, "problem": f"metric mismatch: the tree's control metric is {metric:g}, "
+                                     f"the advertisement says {ad.metric!r}"}  # fmt: skip
+    return {**result, "ok": True}
+
+
+def files_difference(advertised: Any, files: tuple[gitstore.FileEntry, ...]) -> str | None:
+    """The first difference between an advertisement's ``files`` (untrusted) and the tree's."""
+    if not isinstance(advertised, list):
+        return "the advertisement's files list is not a list"
+    claimed: dict[str, gitstore.FileEntry] = {}
+    for item in advertised:
+        try:
+            entry = gitstore.FileEntry.from_dict(item)
+            if not isinstance(item["path"], str):
+                raise TypeError
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return f"malformed entry {str(item)[:80]!r}"
+        if entry.path in claimed:
+            return f"{entry.path!r} is listed twice"
+        claimed[entry.path] = entry
+    actual = {f.path: f for f in files}
+    for path in sorted(claimed.keys() | actual.keys(), key=lambda p: p.encode("utf-8", "surrogateescape")):
+        if path not in actual:
+            return f"{path!r} is listed but not in the tree"
+        if path not in claimed:
+            return f"{path!r} is in the tree but not listed"
+        want, got = claimed[path], actual[path]
+        if want.bytes != got.bytes:
+            return f"{path!r} has {got.bytes} bytes, the advertisement says {want.bytes}"
+        if want.rows != got.rows:
+            return f"{path!r} has {got.rows} rows, the advertisement says {want.rows}"
+    return None
+
+
+def _same_metric(advertised: float | None, actual: float) -> bool:
+    if advertised is None:
+        return True  # nothing claimed
+    if isinstance(advertised, bool) or not isinstance(advertised, int | float):
+        return False
+    if math.isnan(advertised) or math.isnan(actual):
+        return math.isnan(advertised) and math.isnan(actual)
+    return math.isclose(advertised, actual, rel_tol=1e-12, abs_tol=1e-12)
 
 
 async def verify(config: Config, directory: Path) -> dict[str, Any]:
-    """Recompute the digest of a published or retrieved tree and compare it with the
-    advertisement (as etcd holds it now; the copy kept in ``.git`` if etcd is away).
+    """Recompute the digest, files list and control metric of a published or retrieved tree
+    and compare them with the advertisement (as etcd holds it now; the copy kept in ``.git``
+    if etcd is away).
 
-    :raises DigestMismatch: the tree is not the advertised snapshot.
+    :raises DigestMismatch: the tree is not the advertised snapshot (the first difference).
     """
     directory = directory.expanduser().resolve()
     record = directory / ".git" / AD_FILE
@@ -198,5 +256,5 @@ async def verify(config: Config, directory: Path) -> dict[str, Any]:
         **check,
     }
     if not check["ok"]:
-        raise DigestMismatch(f"{directory}: digest mismatch: {check['problem']}")
+        raise DigestMismatch(f"{directory}: {check['problem']}")
     return result
