@@ -72,7 +72,7 @@ def test_json_flag_anywhere_gives_one_document(operator_home) -> None:  # type: 
     alice = operator_home("alice")
     before, after = alice("--json", "members"), alice("members", "--json")
     assert before.code == after.code == 0, before.err + after.err
-    assert json.loads(before.out) == json.loads(after.out) == {"members": []}  # nobody started a node yet
+    assert json.loads(before.out) == json.loads(after.out) == {"members": [], "warnings": []}  # no node yet
 
 
 def test_in_process_run_maps_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

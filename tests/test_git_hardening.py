@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from gitservers import git
 from maomao.errors import EXIT_UNREACHABLE, EXIT_USER
 from maomao.gitstore import (
@@ -156,6 +157,13 @@ def test_a_lock_of_a_live_git_is_kept_and_the_failure_is_exit_1(tmp_path: Path, 
         ["git", "cat-file", "--batch"], cwd=work, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
     )
     try:
+        # the check reads /proc: wait until the child is git itself, working in the tree
+        wait_until(
+            lambda: Path(f"/proc/{alive.pid}/comm").read_text().startswith("git")
+            and Path(f"/proc/{alive.pid}/cwd").resolve() == work.resolve(),
+            10,
+            "the live git to start",
+        )
         with pytest.raises(GitError) as caught:
             commit_all(work, "while another git works")
         assert caught.value.exit_code == EXIT_USER and "index.lock" in str(caught.value)

@@ -201,3 +201,39 @@ def test_bad_git_remote_template_is_a_one_line_error(alice: Mao, tmp_path: Path,
     assert result.code == 1, result.err
     assert result.err.startswith("error: ") and result.err.count("\n") == 1, result.err
     assert "git.remote" in result.err and "Traceback" not in result.err
+
+
+async def test_two_clones_of_one_dataset_queued_in_two_homes_end_on_the_remotes_tip(
+    operator_home, git_config, bare_repo, etcdctl: Etcdctl, ns: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # type: ignore[no-untyped-def]
+    """One operator, two homes, two clones of one dataset, both offline in the same second:
+    whichever outbox is flushed last, the advertisement ends on the remote's tip (the
+    commit graph orders them, not the clock and not a per-tree counter)."""
+    from maomao.config import load
+    from maomao.services import publish as publishing
+
+    first = operator_home("alice")
+    second = Mao(tmp_path / "second-home")
+    assert second("init", "--operator", "alice", "--etcd", etcdctl.endpoints, "--namespace", ns).code == 0
+    remote = bare_repo("shared.git")
+    one, two = write_data(tmp_path / "one" / "data"), tmp_path / "two" / "data"
+    commits = []
+    with monkeypatch.context() as patch:
+        patch.setenv("MAO_ETCD", f"http://127.0.0.1:{free_port()}")
+        patch.setenv("MAO_ETCD_TIMEOUT", "1")
+        patch.setattr(publishing, "now_iso", lambda: "2026-11-20T10:00:00+00:00")
+        result = await publishing.publish(load(first.home), one, hub="dockerhub", date="2026-11-20",
+                                          remote=str(remote))  # fmt: skip
+        commits.append(result.advertisement.commit)
+        git("clone", "-q", str(remote), str(two))
+        (two / "more.csv").write_text("name,stars\nmysql,80\n")
+        result = await publishing.publish(load(second.home), two, hub="dockerhub", date="2026-11-20")
+        commits.append(result.advertisement.commit)
+    tip = git("rev-parse", "HEAD", cwd=remote)
+    assert commits[-1] == tip and commits[0] != tip
+    # the newer publish is flushed first, the older one last
+    assert second("dataset", "hubs").code == 0
+    assert first("dataset", "hubs").code == 0
+    key = f"{ns}/ops/alice/snapshots/dockerhub/2026-11-20/data"
+    assert json.loads(etcdctl.get_prefix(key)[key])["commit"] == tip

@@ -57,7 +57,7 @@ def test_a_successful_run_writes_csvs_and_its_record(operator_home, tmp_path: Pa
     )
     assert record["runner"] == "process" and record["hub"] == "testhub" and record["dataset"] == "collector"
     assert 0 < record["duration"] < 30 and record["started_at"] and record["finished_at"]
-    assert record["files"] == 2 and record["rows"] == 5 and record["digest"].startswith("sha256:")
+    assert record["files"] == 2 and record["rows"] == 5 and record["digest"].startswith("sha256-v2:")
 
     data = alice.home / "datasets" / "testhub" / "collector"
     assert record["data_dir"] == str(data)

@@ -129,10 +129,11 @@ class Advertisement(Record, frozen=True, kw_only=True):
 
     Written by its operator only after the push landed; never holds credentials.
 
-    ``source`` (a random id kept in the publishing tree's ``.git``) and ``sequence`` (that
-    tree's publish counter, raised under its lock) order the publishes of one tree: a
-    lower or equal sequence never replaces a higher one, whatever the clock said.
-    Advertisements written before sequences existed have ``sequence`` 0.
+    ``sequence`` is the commit's generation on the dataset's branch (``git rev-list
+    --count --first-parent``): pushes never force, so a later landed commit always has a
+    higher one, whichever tree or home published it. A lower sequence never replaces a
+    higher one, whatever the clock said. Advertisements written before sequences existed
+    (or from a shallow clone) have ``sequence`` 0.
     """
 
     operator: str
@@ -149,7 +150,6 @@ class Advertisement(Record, frozen=True, kw_only=True):
     run_id: str = ""
     published_at: str = ""
     tag: str = ""
-    source: str = ""
     sequence: int = 0
 
     @property

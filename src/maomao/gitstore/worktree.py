@@ -125,6 +125,20 @@ def head(path: Path) -> str | None:
     return result.stdout.strip() if result.ok else None
 
 
+def generation(path: Path, commit: str) -> int:
+    """How many commits the first-parent history up to *commit* holds (0: unknown, in a
+    shallow clone). Pushes never force and rebase onto what the remote has, so every
+    commit that lands on a dataset's branch has a strictly higher generation than the
+    ones that landed before it, whichever clone pushed it: a sequence number that the
+    commit graph gives every publisher of one dataset."""
+    require_repo(path)
+    shallow = run_git(["rev-parse", "--is-shallow-repository"], cwd=path, check=False)
+    if shallow.stdout.strip() == "true":
+        return 0
+    counted = run_git(["rev-list", "--count", "--first-parent", validate_commit(commit)], cwd=path)
+    return int(counted.stdout.strip() or 0)
+
+
 def current_branch(path: Path) -> str | None:
     """The checked-out branch (also before the first commit); None when detached."""
     result = run_git(["symbolic-ref", "--short", "-q", "HEAD"], cwd=require_repo(path), check=False)

@@ -39,18 +39,14 @@ def event_id() -> str:
 def supersedes(new: Advertisement, old: Advertisement) -> bool:
     """Whether *new* may replace *old* (same key, another commit).
 
-    Publishes of one working tree (same ``source``) are ordered by their ``sequence``:
-    only a strictly higher one replaces, so a late outbox flush or a flush in any order
-    ends on the newest publish. ``published_at`` (one-second resolution) never decides
-    between them.
-
-    Publishes from different trees of one operator (two clones of a dataset in two
-    homes), or against an advertisement written before sequences existed, have no common
-    counter: there the strictly older ``published_at`` is refused and otherwise the new
-    one wins. (The commit graph would decide exactly, since pushes never force, but it
-    needs both commits in one repository; see the module docstring.)
+    Both carry their commit's generation (``sequence``, see :class:`Advertisement`): the
+    higher one is the newer publish, so a late outbox flush, a flush in any order, or
+    two clones of one dataset publishing in turn always end on the remote's tip.
+    ``published_at`` (one-second resolution) decides only when a generation is unknown
+    (an advertisement from before sequences) or equal (a history that was rewritten by
+    someone else), where the strictly older one is refused.
     """
-    if new.source and new.source == old.source and new.sequence > 0 and old.sequence > 0:
+    if new.sequence > 0 and old.sequence > 0 and new.sequence != old.sequence:
         return new.sequence > old.sequence
     return not old.published_at > new.published_at
 
@@ -124,7 +120,7 @@ def queue(config: Config, ad: Advertisement) -> Path:
     folder = config.paths.outbox_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (
-        f"{ad.hub}-{ad.date}-{ad.dataset}-{ad.source[:12] or 'unknown'}-{ad.sequence:012d}-{ad.commit[:12]}.json"
+        f"{ad.hub}-{ad.date}-{ad.dataset}-{ad.sequence:012d}-{ad.commit[:12]}.json"
     )
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(ad.to_json())
@@ -138,11 +134,11 @@ def unqueue(path: Path) -> None:
         path.unlink()
 
 
-def _flush_order(item: tuple[Path, Advertisement]) -> tuple[str, int, str, str]:
-    """Oldest first, by each tree's own sequence (the order does not decide who wins:
-    :func:`supersedes` does; it only spares needless writes and events)."""
+def _flush_order(item: tuple[Path, Advertisement]) -> tuple[int, str, str]:
+    """Oldest first, by generation (the order does not decide who wins: :func:`supersedes`
+    does; it only spares needless writes and events)."""
     path, ad = item
-    return (ad.source, ad.sequence, ad.published_at, path.name)
+    return (ad.sequence, ad.published_at, path.name)
 
 
 async def flush_outbox(config: Config, store: Store, *, exclude: Path | None = None) -> list[Advertisement]:

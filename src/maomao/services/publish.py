@@ -9,22 +9,20 @@ command that reaches etcd (or the running node) writes it. Nothing is lost, noth
 advertised twice. Publishes of one directory in one home wait for each other on a local
 lock instead of failing on git's ``index.lock``.
 
-The newest publish wins: each advertisement carries its tree's ``source`` id and a
-``sequence`` raised under the tree lock (both kept in ``.git/maomao-publish.json``), and
-a lower or equal sequence never replaces a higher one (``advertising.supersedes``), so
-the order in which an outbox is flushed and the one-second ``published_at`` never
-decide. Between two clones of one dataset (two homes, two trees) there is no common
-counter; the older ``published_at`` loses there.
+The newest publish wins: each advertisement carries its commit's generation on the
+dataset's branch as its ``sequence`` (``gitstore.generation``). Pushes never force and
+rebase onto the remote, so a later landed commit has a higher generation, whichever
+tree, clone or home published it, and a lower one never replaces a higher one
+(``advertising.supersedes``): neither the order in which an outbox is flushed nor the
+one-second ``published_at`` decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import string
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +49,6 @@ def tree_lock_path(config: Config, directory: Path) -> Path:
 
 #: The placeholders ``git.remote`` may hold.
 REMOTE_PLACEHOLDERS = ("hub", "dataset", "operator")
-
-#: Inside ``.git`` of a published tree: its random source id and its publish counter.
-SEQUENCE_FILE = "maomao-publish.json"
 
 
 def expand_remote_template(template: str, *, hub: str, dataset: str, operator: str) -> str:
@@ -100,34 +95,6 @@ def resolve_remote(config: Config, directory: Path, remote: str | None, hub: str
     raise InvalidValue(f"{directory} has no git remote: give --remote URL (or set git.remote with mao init)")
 
 
-def next_sequence(directory: Path) -> tuple[str, int]:
-    """The tree's source id and its next publish sequence, recorded before it is used.
-
-    Called under the tree lock, so publishes of one tree get strictly increasing numbers.
-    A missing or unreadable record starts a new source (a counter that restarted cannot
-    be compared with the old one, so it must not share its id).
-    """
-    path = directory / ".git" / SEQUENCE_FILE
-    source, sequence = "", 0
-    try:
-        saved = json.loads(path.read_text())
-        if (
-            isinstance(saved, dict)
-            and isinstance(saved.get("source"), str)
-            and isinstance(saved.get("sequence"), int)
-        ):
-            source, sequence = saved["source"], saved["sequence"]
-    except (OSError, ValueError):
-        pass
-    if not source or sequence < 0:
-        source, sequence = uuid.uuid4().hex, 0
-    sequence += 1
-    tmp = path.with_name(f".{SEQUENCE_FILE}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps({"source": source, "sequence": sequence}))
-    tmp.replace(path)
-    return source, sequence
-
-
 @dataclass(frozen=True)
 class _Pushed:
     commit: str
@@ -136,7 +103,6 @@ class _Pushed:
     url: str
     tag: str
     snapshot: gitstore.Snapshot
-    source: str
     sequence: int
 
 
@@ -149,26 +115,25 @@ def _commit_and_push(
     dataset: str,
     progress: gitstore.ProgressCallback | None,
 ) -> _Pushed:
-    info = gitstore.ensure_repo(directory, user_name=config.operator)
+    gitstore.ensure_repo(directory, user_name=config.operator)
     gitstore.set_remote(directory, url)
     committed = gitstore.commit_all(directory, f"sync {now_iso()}")
-    branch = info.branch or gitstore.DEFAULT_BRANCH
     tag = gitstore.TagRequest(
         gitstore.snapshot_tag(hub, date, dataset),
         f"maomao snapshot of {hub} on {date} by {config.operator} ({dataset})",
     )
-    pushed = gitstore.push(directory, "origin", branch, tag=tag, ssh=ssh_key(config), progress=progress)
-    source, sequence = next_sequence(directory)
+    # branch None: the remote's own branch (its default one when it is new), so clones of
+    # a fresh bare remote get a HEAD that exists
+    pushed = gitstore.push(directory, "origin", None, tag=tag, ssh=ssh_key(config), progress=progress)
     snapshot = gitstore.compute_snapshot(directory, gitstore.committed_paths(directory, pushed.commit))
     return _Pushed(
         pushed.commit,
         committed.created,
-        branch,
+        pushed.branch,
         gitstore.redact_url(url),
         pushed.tag or "",
         snapshot,
-        source,
-        sequence,
+        gitstore.generation(directory, pushed.commit),
     )
 
 
@@ -217,7 +182,6 @@ async def publish(
             run_id=run_id,
             published_at=now_iso(),
             tag=pushed.tag,
-            source=pushed.source,
             sequence=pushed.sequence,
         )
         remember(directory, key, ad)
