@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-# The runners fork (preexec_fn sets resource limits) while an etcd channel may be open in
+# The runners and the embedded server fork while an etcd channel may be open in
 # the same process; with grpc's fork support on, the child can abort in grpc's poller
 # before it execs (seen about 1 run in 30). Nothing uses grpc in a forked child, so the
 # support stays off. grpc reads this at its first import, which happens below.

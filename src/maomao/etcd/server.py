@@ -8,7 +8,6 @@ known data-inconsistency bug, which is fine for a single local member, not for a
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -24,7 +23,6 @@ from pathlib import Path
 from maomao.errors import NodeError
 
 PRODUCTION_MIN_VERSION = (3, 5, 6)
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,14 @@ def wait_healthy(client_url: str, timeout: float, process: subprocess.Popen[byte
     raise NodeError(f"etcd at {client_url} not healthy after {timeout:g} s")
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(argv: list[str]) -> list[str]:
+    """*argv* wrapped by util-linux ``setpriv --pdeathsig TERM``, so that etcd is stopped
+    when the node that started it dies, even by SIGKILL. ``setpriv`` sets the signal on
+    itself and execs etcd (the pid stays etcd's); no code of ours runs between fork and
+    exec, which is unsafe in a threaded process. Without ``setpriv`` the node's own
+    shutdown (and ``mao down``) still stops etcd."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ class EmbeddedEtcd:
         ]  # fmt: skip
 
     def start(
-        self, log_file: Path, *, die_with_parent: bool = True, timeout: float = 20.0
+        self, log_file: Path, *, dies_with_parent: bool = True, timeout: float = 20.0
     ) -> subprocess.Popen[bytes]:
         """Start etcd and return once ``/health`` answers.
 
@@ -156,12 +159,12 @@ class EmbeddedEtcd:
         self.data_dir.chmod(0o700)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "ab") as log:
+            argv = self.argv(binary)
             process = subprocess.Popen(
-                self.argv(binary),
+                die_with_parent(argv) if dies_with_parent else argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         try:
             wait_healthy(self.client_url, timeout, process)

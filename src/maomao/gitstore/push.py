@@ -52,7 +52,7 @@ _RACE_RE = re.compile(
 #: Statuses that only say "another ref of this atomic push failed".
 _COMPANION = frozenset({"atomic push failed", "atomic transaction failed"})
 _REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
-_SUMMARY_RE = re.compile(r"^\[(?P<kind>[^\]]+)\](?:\s+\((?P<why>.*)\))?$")
+_SUMMARY_RE = re.compile(r"\[(?P<kind>[^\]]+)\](?:\s+\((?P<why>.*)\))?")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class _RefStatus:
 
     @property
     def why(self) -> str:
-        match = _SUMMARY_RE.match(self.summary)
+        match = _SUMMARY_RE.fullmatch(self.summary)
         if match is None:
             return self.summary
         return match["why"] or match["kind"]

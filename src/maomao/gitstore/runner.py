@@ -42,26 +42,27 @@ _SCRUBBED = frozenset(
 )
 
 #: Lines that say nothing about the cause: hints, advice, the generic ssh epilogue.
+#: Each pattern is matched against a whole line (``fullmatch``).
 _NOISE = (
-    re.compile(r"^hint:"),
-    re.compile(r"^Please make sure you have the correct access rights"),
-    re.compile(r"^and the repository exists\.?$"),
-    re.compile(r"^Warning: Permanently added "),
-    re.compile(r"^To \S+$"),
-    re.compile(r"^From \S+$"),
+    re.compile(r"hint:.*"),
+    re.compile(r"Please make sure you have the correct access rights.*"),
+    re.compile(r"and the repository exists\.?"),
+    re.compile(r"Warning: Permanently added .*"),
+    re.compile(r"To \S+"),
+    re.compile(r"From \S+"),
 )
 #: Lines that are true but less precise than a line before them.
 _GENERIC = (
-    re.compile(r"^fatal: Could not read from remote repository\.?$"),
-    re.compile(r"^fatal: the remote end hung up unexpectedly$"),
-    re.compile(r"^error: failed to push some refs to "),
-    re.compile(r"^fatal: early EOF$"),
+    re.compile(r"fatal: Could not read from remote repository\.?"),
+    re.compile(r"fatal: the remote end hung up unexpectedly"),
+    re.compile(r"error: failed to push some refs to .*"),
+    re.compile(r"fatal: early EOF"),
     # git's epilogue after "Unable to create '….lock': File exists."
-    re.compile(r"^Another git process seems to be running in this repository"),
-    re.compile(r"^an editor opened by 'git commit'"),
-    re.compile(r"^are terminated then try again"),
-    re.compile(r"^may have crashed in this repository earlier"),
-    re.compile(r"^remove the file manually to continue"),
+    re.compile(r"Another git process seems to be running in this repository.*"),
+    re.compile(r"an editor opened by 'git commit'.*"),
+    re.compile(r"are terminated then try again.*"),
+    re.compile(r"may have crashed in this repository earlier.*"),
+    re.compile(r"remove the file manually to continue.*"),
 )
 _PREFIX_RE = re.compile(r"^(?:fatal|error):\s*")
 
@@ -112,9 +113,9 @@ def failure_reason(stderr: str, returncode: int = 1, stdout: str = "") -> str:
     lines = [
         line
         for line in lines
-        if line and not is_progress_line(line) and not any(p.match(line) for p in _NOISE)
+        if line and not is_progress_line(line) and not any(p.fullmatch(line) for p in _NOISE)
     ]
-    specific = [line for line in lines if not any(p.match(line) for p in _GENERIC)]
+    specific = [line for line in lines if not any(p.fullmatch(line) for p in _GENERIC)]
     chosen = (specific or lines or [""])[-1]
     if not chosen:
         out = [line.strip() for line in stdout.splitlines() if line.strip()]

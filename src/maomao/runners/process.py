@@ -7,7 +7,7 @@ through its :class:`~maomao.runners.base.Stopper` (a cancelled task, Ctrl-C) is 
 same way with a shorter grace and reported ``cancelled``. Whatever is left of the group
 when the run ends is killed too, so no stray child outlives its run.
 
-Limits are never set with ``preexec_fn``: code between fork and exec in a threaded
+Limits are never set by Python code run between fork and exec: such code in a threaded
 process (the node runs its event loop, grpc and worker threads) can deadlock on a lock
 another thread held at fork time. When util-linux ``prlimit`` is on ``PATH`` (it is on
 Debian) the argv is wrapped as ``prlimit --cpu=S:H --as=B:B --nofile=N:N -- ARGV…``,
