@@ -105,7 +105,7 @@ async def listing(url: str, quick: bool) -> list[tuple[str, float, float]]:
             total += await load_ads(store, keys, operators, cells)
 
             async def ours() -> int:
-                return len(await advertising.entries(store, keys, hub="hub3", date="2026-11-05"))
+                return len(await advertising.list_entries(store, keys, hub="hub3", date="2026-11-05"))
 
             async def theirs() -> int:
                 n = 0

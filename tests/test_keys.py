@@ -183,3 +183,23 @@ def test_a_valid_name_with_whitespace_around_is_refused(name: str, junk: str) ->
     for bad in (name + junk, junk + name, name[:1] + junk + name[1:]):
         with pytest.raises(InvalidName):
             validate_name(bad)
+
+
+@given(hub=names, op=names, dataset=names, date=st.sampled_from(["2026-11-25", "2026-02-30", "2026-1-01"]))
+def test_parsing_a_snapshot_key_accepts_exactly_what_building_one_accepts(
+    hub: str, op: str, dataset: str, date: str
+) -> None:
+    from maomao.keys import SnapshotName
+
+    raw_index = f"/maomao/index/snapshots/{hub}/{date}/{op}/{dataset}"
+    raw_ad = f"/maomao/ops/{op}/snapshots/{hub}/{date}/{dataset}"
+    try:
+        built = K.index_snapshot(hub, date, op, dataset), K.snapshot(op, hub, date, dataset)
+    except (InvalidName, InvalidValue):
+        assert K.parse_index_snapshot(raw_index) is None and K.parse_snapshot(raw_ad) is None
+        return
+    name = SnapshotName(hub, date, op, dataset)
+    assert built == (raw_index, raw_ad)
+    assert K.parse_index_snapshot(raw_index) == name and K.parse_snapshot(raw_ad) == name
+    assert K.snapshot_of(name) == raw_ad
+    assert K.parse_index_snapshot(raw_index + "\n") is None and K.parse_snapshot(raw_ad + "/x") is None

@@ -24,8 +24,10 @@ No I/O happens here.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from maomao.errors import InvalidName, InvalidValue
 
@@ -44,9 +46,28 @@ DATE_RULE = "YYYY-MM-DD"
 KINDS_OF_RECORD = ("runs", "schedules", "pipelines", "subscriptions", "votes")
 
 
+@functools.lru_cache(maxsize=65536)
+def _follows_name_rule(name: str) -> bool:
+    return _NAME_RE.fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _date_problem(date: str) -> str:
+    """Why *date* is not a snapshot date ("" when it is one)."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", date):
+        return f"must be {DATE_RULE}"
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+# Listings check every segment of every key they read (thousands per call, mostly the
+# same few hubs, dates and operators): the verdicts on strings are cached.
 def validate_name(name: str, kind: str = "name") -> str:
     """Return *name* if it follows the naming rule, else raise :class:`InvalidName`."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not _follows_name_rule(name):
         raise InvalidName(kind, str(name), NAME_RULE)
     return name
 
@@ -72,13 +93,24 @@ def validate_namespace(namespace: str) -> str:
 
 def validate_date(date: str) -> str:
     """A snapshot date: ``YYYY-MM-DD`` and a real calendar day."""
-    if not isinstance(date, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", date):
-        raise InvalidValue(f"invalid date {date!r}: must be {DATE_RULE}")
-    try:
-        dt.date.fromisoformat(date)
-    except ValueError as exc:
-        raise InvalidValue(f"invalid date {date!r}: {exc}") from None
+    problem = _date_problem(date) if isinstance(date, str) else f"must be {DATE_RULE}"
+    if problem:
+        raise InvalidValue(f"invalid date {date!r}: {problem}")
     return date
+
+
+class SnapshotName(NamedTuple):
+    """The four names that place a snapshot, as parsed (and validated) from a key."""
+
+    hub: str
+    date: str
+    operator: str
+    dataset: str
+
+
+_DATE_SHAPE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_INDEX_TAIL_RE = re.compile(rf"({NAME_RULE})/({_DATE_SHAPE})/({NAME_RULE})/({NAME_RULE})")
+_SNAPSHOT_TAIL_RE = re.compile(rf"({NAME_RULE})/snapshots/({NAME_RULE})/({_DATE_SHAPE})/({NAME_RULE})")
 
 
 @dataclass(frozen=True)
@@ -91,7 +123,7 @@ class Keys:
         object.__setattr__(self, "namespace", validate_namespace(self.namespace))
 
     # -- generic -----------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def root(self) -> str:
         """The namespace prefix itself, with its trailing slash."""
         return f"{self.namespace}/"
@@ -134,6 +166,36 @@ class Keys:
             f"{self.operator(op)}snapshots/{validate_name(hub, 'hub')}/"
             f"{validate_date(date)}/{validate_name(dataset, 'dataset')}"
         )
+
+    @functools.cached_property
+    def operators_root(self) -> str:
+        return f"{self.root}ops/"
+
+    @functools.cached_property
+    def index_snapshots_root(self) -> str:
+        return f"{self.root}index/snapshots/"
+
+    def snapshot_of(self, name: SnapshotName) -> str:
+        """The advertisement key of a parsed :class:`SnapshotName` (already validated)."""
+        return f"{self.operators_root}{name.operator}/snapshots/{name.hub}/{name.date}/{name.dataset}"
+
+    def parse_snapshot(self, key: str) -> SnapshotName | None:
+        """The names in an advertisement key (``{ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}``),
+        or None when it is not one with valid names (a key read from etcd is untrusted)."""
+        prefix = self.operators_root
+        match = _SNAPSHOT_TAIL_RE.fullmatch(key, len(prefix)) if key.startswith(prefix) else None
+        if match is None or _date_problem(match[3]):
+            return None
+        return SnapshotName(match[2], match[3], match[1], match[4])
+
+    def parse_index_snapshot(self, key: str) -> SnapshotName | None:
+        """The names in a snapshot index key (``{ns}/index/snapshots/{hub}/{date}/{op}/{dataset}``),
+        or None when it is not one with valid names."""
+        prefix = self.index_snapshots_root
+        match = _INDEX_TAIL_RE.fullmatch(key, len(prefix)) if key.startswith(prefix) else None
+        if match is None or _date_problem(match[2]):
+            return None
+        return SnapshotName(match[1], match[2], match[3], match[4])
 
     def tool(self, op: str, tool: str) -> str:
         return f"{self.operator(op)}tools/{validate_name(tool, 'tool')}"

@@ -53,9 +53,9 @@ def publish(directory: Path, hub: str, dataset: str | None, date: str | None, re
 @dataset_group.command("hubs")
 def hubs() -> None:
     """Hubs that have snapshots."""
-    from maomao.services import advertising
+    from maomao.services import datasets
 
-    found = arun(advertising.hub_listing(load_config()))
+    found = arun(datasets.hubs(load_config()))
     warn(found.warnings)
     emit({"hubs": found.items, "warnings": found.warnings}, "\n".join(found) if found else "(none)")
 
@@ -64,9 +64,9 @@ def hubs() -> None:
 @click.argument("hub")
 def dates(hub: str) -> None:
     """Dates with snapshots of HUB, newest first."""
-    from maomao.services import advertising
+    from maomao.services import datasets
 
-    found = arun(advertising.date_listing(load_config(), hub))
+    found = arun(datasets.dates(load_config(), hub))
     warn(found.warnings)
     emit(
         {"hub": hub, "dates": found.items, "warnings": found.warnings},
@@ -80,9 +80,9 @@ def dates(hub: str) -> None:
 @click.option("--operator", help="Only this operator.")
 def list_(hub: str | None, date: str | None, operator: str | None) -> None:
     """Advertised snapshots, narrowed by hub, date and operator."""
-    from maomao.services import advertising
+    from maomao.services import datasets
 
-    found = arun(advertising.snapshot_listing(load_config(), hub=hub, date=date, operator=operator))
+    found = arun(datasets.listing(load_config(), hub=hub, date=date, operator=operator))
     warn(found.warnings)
     rows = [e.to_dict() for e in found]
     shown = [{**r, "commit": r["commit"][:12]} for r in rows]
@@ -107,19 +107,19 @@ def retrieve(
     operators with data that date, then the dataset if there are several.
     """
     from maomao.cli.progress import git_progress
-    from maomao.services import advertising, datasets
+    from maomao.services import datasets
 
     config = load_config()
     if hub is None:
-        hubs_found = arun(advertising.hub_listing(config))
+        hubs_found = arun(datasets.hubs(config))
         warn(hubs_found.warnings)
         hub = pick("hub", hubs_found.items, option="HUB")
     if date is None:
-        dates_found = arun(advertising.date_listing(config, hub))
+        dates_found = arun(datasets.dates(config, hub))
         warn(dates_found.warnings)
         date = pick("date", dates_found.items, option="DATE")
     if operator is None or dataset is None:
-        entries = arun(advertising.snapshot_listing(config, hub=hub, date=date))
+        entries = arun(datasets.listing(config, hub=hub, date=date))
         warn(entries.warnings)
         if operator is None:
             operators = sorted({e.operator for e in entries})

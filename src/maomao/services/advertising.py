@@ -13,17 +13,14 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from typing import Any, TypeVar
 
 from maomao.config import Config
 from maomao.errors import InvalidValue, MaoError, NotFound, Unavailable
-from maomao.etcd import Compare, Put, Store, open_store
+from maomao.etcd import Compare, Put, Store
 from maomao.keys import DATE_RULE, Keys, validate_date, validate_name
 from maomao.models import Advertisement, IndexEntry, Listing
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: How long `snapshot` events stay in etcd (their lease TTL), seconds.
 EVENT_RETENTION = 7 * 24 * 3600
@@ -94,14 +91,6 @@ async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
         if result.succeeded:
             return result.revision
     raise InvalidValue(f"{key} kept changing while advertising; try again")
-
-
-async def emit_event(store: Store, keys: Keys, kind: str, body: dict[str, Any]) -> str:
-    """An event under ``{ns}/events/{kind}/{id}``, on a lease so it expires by itself."""
-    eid = event_id()
-    lease = await store.grant(EVENT_RETENTION)
-    await store.put(keys.event(kind, eid), json.dumps(body, separators=(",", ":")), lease=lease)
-    return eid
 
 
 # -- outbox --------------------------------------------------------------------------------
@@ -200,19 +189,6 @@ def _valid_date(value: str) -> bool:
     return True
 
 
-def _snapshot_key_parts(key: str, prefix: str, order: tuple[str, ...]) -> dict[str, str] | None:
-    """hub, date, operator and dataset as the key names them (in *order*), if all valid."""
-    segments = _segments(key, prefix, len(order))
-    if segments is None:
-        return None
-    parts = dict(zip(order, segments, strict=True))
-    if not _valid_date(parts["date"]):
-        return None
-    if not all(_valid_name(v, k) for k, v in parts.items() if k != "date"):
-        return None
-    return parts
-
-
 async def list_hubs(store: Store, keys: Keys) -> Listing[str]:
     """Hubs that have snapshots, from their marker keys."""
     prefix = keys.index_hubs
@@ -255,11 +231,10 @@ async def list_entries(
     if operator is not None and (hub is None or date is None):
         return await _operator_entries(store, keys, operator, hub, date)
     result = await store.range(keys.index_snapshots(hub, date, operator))
-    order = ("hub", "date", "operator", "dataset")
     found, warnings = [], []
     for kv in result:
-        parts = _snapshot_key_parts(kv.key, keys.index_snapshots(), order)
-        if parts is None:
+        name = keys.parse_index_snapshot(kv.key)
+        if name is None:
             warnings.append(f"skipped index entry {kv.key!r}: not a snapshot index key")
             continue
         try:
@@ -267,9 +242,8 @@ async def list_entries(
         except ValueError as exc:
             warnings.append(f"skipped index entry {kv.key!r}: {exc}")
             continue
-        claimed = {"hub": entry.hub, "date": entry.date, "operator": entry.operator, "dataset": entry.dataset}
-        ref = keys.snapshot(parts["operator"], parts["hub"], parts["date"], parts["dataset"])
-        if claimed != parts:
+        ref = keys.snapshot_of(name)
+        if (entry.hub, entry.date, entry.operator, entry.dataset) != name:
             warnings.append(f"skipped index entry {kv.key!r}: its fields describe another snapshot")
         elif entry.ref != ref:
             warnings.append(f"skipped index entry {kv.key!r}: it points at {entry.ref!r}, not {ref!r}")
@@ -284,11 +258,10 @@ async def _operator_entries(
     """One operator's advertisements come from its own prefix (its authoritative records),
     under the same rules as the index: each must describe the snapshot its key names."""
     result = await store.range(keys.snapshots(operator, hub, date))
-    order = ("hub", "date", "dataset")
     found, warnings = [], []
     for kv in result:
-        parts = _snapshot_key_parts(kv.key, keys.snapshots(operator), order)
-        if parts is None:
+        name = keys.parse_snapshot(kv.key)
+        if name is None:
             warnings.append(f"skipped advertisement {kv.key!r}: not a snapshot key")
             continue
         try:
@@ -296,64 +269,11 @@ async def _operator_entries(
         except ValueError as exc:
             warnings.append(f"skipped advertisement {kv.key!r}: {exc}")
             continue
-        if (ad.operator, ad.hub, ad.date, ad.dataset) != (
-            operator,
-            parts["hub"],
-            parts["date"],
-            parts["dataset"],
-        ):
+        if (ad.hub, ad.date, ad.operator, ad.dataset) != name:
             warnings.append(f"skipped advertisement {kv.key!r}: it describes another snapshot")
             continue
         found.append(IndexEntry.of(kv.key, ad))
     return Listing(items=found, warnings=warnings)
-
-
-def _logged(listing: Listing[T]) -> list[T]:
-    for line in listing.warnings:
-        log.warning("%s", line)
-    return listing.items
-
-
-async def hubs(store: Store, keys: Keys) -> list[str]:
-    """:func:`list_hubs` as a plain list (the warnings go to the log)."""
-    return _logged(await list_hubs(store, keys))
-
-
-async def dates(store: Store, keys: Keys, hub: str) -> list[str]:
-    """:func:`list_dates` as a plain list (the warnings go to the log)."""
-    return _logged(await list_dates(store, keys, hub))
-
-
-async def entries(
-    store: Store, keys: Keys, *, hub: str | None = None, date: str | None = None, operator: str | None = None
-) -> list[IndexEntry]:
-    """:func:`list_entries` as a plain list (the warnings go to the log)."""
-    return _logged(await list_entries(store, keys, hub=hub, date=date, operator=operator))
-
-
-# -- the listings as commands see them: outbox flushed first ---------------------------------
-async def hub_listing(config: Config) -> Listing[str]:
-    """`dataset hubs`: what is queued in the outbox is written first, then listed."""
-    async with open_store(config) as store:
-        await flush_outbox(config, store)
-        return await list_hubs(store, config.keys)
-
-
-async def date_listing(config: Config, hub: str) -> Listing[str]:
-    """`dataset dates HUB`, newest first."""
-    validate_name(hub, "hub")
-    async with open_store(config) as store:
-        await flush_outbox(config, store)
-        return await list_dates(store, config.keys, hub)
-
-
-async def snapshot_listing(
-    config: Config, *, hub: str | None = None, date: str | None = None, operator: str | None = None
-) -> Listing[IndexEntry]:
-    """`dataset list`, narrowed by hub, date and operator."""
-    async with open_store(config) as store:
-        await flush_outbox(config, store)
-        return await list_entries(store, config.keys, hub=hub, date=date, operator=operator)
 
 
 async def advertisement(

@@ -23,7 +23,7 @@ from maomao.config import Config
 from maomao.errors import AlreadyExists, MaoError, NotFound, Unavailable, UsageError
 from maomao.etcd import open_store
 from maomao.keys import validate_name
-from maomao.models import Advertisement, IndexEntry, RetrieveResult
+from maomao.models import Advertisement, IndexEntry, Listing, RetrieveResult
 from maomao.paths import import_path
 from maomao.services import advertising
 
@@ -59,23 +59,28 @@ def remember(directory: Path, key: str, ad: Advertisement) -> None:
 
 
 # -- retrieve mode -------------------------------------------------------------------------
-async def hubs(config: Config) -> list[str]:
+async def hubs(config: Config) -> Listing[str]:
+    """`dataset hubs`: what waits in the outbox is written first, then listed."""
     async with open_store(config) as store:
         await advertising.flush_outbox(config, store)
-        return await advertising.hubs(store, config.keys)
+        return await advertising.list_hubs(store, config.keys)
 
 
-async def dates(config: Config, hub: str) -> list[str]:
+async def dates(config: Config, hub: str) -> Listing[str]:
+    """`dataset dates HUB`, newest first."""
+    validate_name(hub, "hub")
     async with open_store(config) as store:
-        return await advertising.dates(store, config.keys, validate_name(hub, "hub"))
+        await advertising.flush_outbox(config, store)
+        return await advertising.list_dates(store, config.keys, hub)
 
 
 async def listing(
     config: Config, *, hub: str | None = None, date: str | None = None, operator: str | None = None
-) -> list[IndexEntry]:
+) -> Listing[IndexEntry]:
+    """`dataset list`, narrowed by hub, date and operator."""
     async with open_store(config) as store:
         await advertising.flush_outbox(config, store)
-        return await advertising.entries(store, config.keys, hub=hub, date=date, operator=operator)
+        return await advertising.list_entries(store, config.keys, hub=hub, date=date, operator=operator)
 
 
 async def retrieve(
@@ -98,7 +103,7 @@ async def retrieve(
     async with open_store(config) as store:
         await advertising.flush_outbox(config, store)
         if dataset is None:
-            found = await advertising.entries(store, config.keys, hub=hub, date=date, operator=operator)
+            found = await advertising.list_entries(store, config.keys, hub=hub, date=date, operator=operator)
             names = sorted({e.dataset for e in found})
             if not names:
                 raise NotFound("snapshot", f"no snapshot of {hub} on {date} by {operator}")
