@@ -254,3 +254,22 @@ def test_a_broken_working_tree_is_exit_1_not_3(tmp_path: Path) -> None:
     with pytest.raises(GitError) as caught:
         commit_all(work, "sync")
     assert caught.value.exit_code == EXIT_USER, str(caught.value)
+
+
+def test_a_followed_branch_stays_followed_without_asking_the_remote(tmp_path: Path) -> None:
+    """Once a publish followed the remote's branch, it is the tree's upstream: a later change
+    of the remote's HEAD does not split the dataset's history, and no ls-remote is needed."""
+    remote = tmp_path / "srv" / "data.git"
+    git("init", "-q", "--bare", str(remote))
+    work = ensure_repo(tmp_path / "work", user_name="alice").path
+    set_remote(work, str(remote))
+    (work / "a.csv").write_text("a\n1\n")
+    commit_all(work, "first")
+    assert push(work, "origin", None).branch == "master"
+    assert git("config", "branch.main.merge", cwd=work) == "refs/heads/master"
+    git("branch", "other", "master", cwd=remote)
+    git("symbolic-ref", "HEAD", "refs/heads/other", cwd=remote)  # someone re-pointed the remote
+    (work / "a.csv").write_text("a\n1\n2\n")
+    second = commit_all(work, "second").commit
+    assert push(work, "origin", None).branch == "master"
+    assert git("rev-parse", "refs/heads/master", cwd=remote) == second

@@ -169,16 +169,46 @@ def push(
     url = redact_url(resolved)
     if head(path) is None:
         raise GitError(f"nothing to push in {path}: no commit yet", command="git push")
+    followed = False
     if branch is None:
-        branch = follow_remote_branch(path, remote, resolved, ssh=ssh, timeout=timeout)
+        branch = _upstream_branch(path, remote)
+    if branch is None:
+        branch, followed = follow_remote_branch(path, remote, resolved, ssh=ssh, timeout=timeout), True
     validate_branch(branch)
     made: set[str] = set()  # local tags this call created and that have not landed
     try:
-        return _push(path, remote, branch, url, tag, ssh, progress, attempts, jitter, timeout, made)
+        result = _push(path, remote, branch, url, tag, ssh, progress, attempts, jitter, timeout, made)
     except BaseException:
         for name in list(made):
             _drop(path, name, made)
         raise
+    if followed:
+        _track(path, remote, branch)
+    return result
+
+
+def _upstream_branch(path: Path, remote: str) -> str | None:
+    """The branch of *remote* a publish followed before (the checked-out branch's upstream,
+    see :func:`_track`), known without asking the remote."""
+    if not _REMOTE_NAME_RE.fullmatch(remote):
+        return None
+    upstream = run_git(["rev-parse", "--symbolic-full-name", "@{upstream}"], cwd=path, check=False)
+    name = upstream.stdout.strip()
+    prefix = f"refs/remotes/{remote}/"
+    return _valid_branch(name.removeprefix(prefix)) if upstream.ok and name.startswith(prefix) else None
+
+
+def _track(path: Path, remote: str, branch: str) -> None:
+    """Make the remote branch a publish followed the checked-out branch's upstream, so that
+    the next publish knows it without asking the remote (``@{upstream}``)."""
+    local = current_branch(path)
+    if local is None or not _REMOTE_NAME_RE.fullmatch(remote):
+        return
+    merge = f"refs/heads/{branch}"
+    configured = run_git(["config", "--get", f"branch.{local}.merge"], cwd=path, check=False)
+    if configured.stdout.strip() != merge:
+        run_git(["config", f"branch.{local}.remote", remote], cwd=path)
+        run_git(["config", f"branch.{local}.merge", merge], cwd=path)
 
 
 def follow_remote_branch(

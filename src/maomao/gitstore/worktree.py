@@ -131,9 +131,7 @@ def generation(path: Path, commit: str) -> int:
     commit that lands on a dataset's branch has a strictly higher generation than the
     ones that landed before it, whichever clone pushed it: a sequence number that the
     commit graph gives every publisher of one dataset."""
-    require_repo(path)
-    shallow = run_git(["rev-parse", "--is-shallow-repository"], cwd=path, check=False)
-    if shallow.stdout.strip() == "true":
+    if (require_repo(path) / ".git" / "shallow").exists():
         return 0
     counted = run_git(["rev-list", "--count", "--first-parent", validate_commit(commit)], cwd=path)
     return int(counted.stdout.strip() or 0)

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from maomao import gitstore
 from maomao.config import Config
 from maomao.errors import AlreadyExists, MaoError, NotFound, Unavailable, UsageError
@@ -55,7 +57,7 @@ def ssh_key(config: Config) -> gitstore.SshKey | None:
 def remember(directory: Path, key: str, ad: Advertisement) -> None:
     """Record in ``.git`` which advertisement the tree stands for (read by `verify`)."""
     path = directory / ".git" / AD_FILE
-    path.write_text(json.dumps({"key": key, "advertisement": ad.to_dict()}, indent=1))
+    path.write_bytes(msgspec.json.encode({"key": key, "advertisement": ad}))
 
 
 # -- retrieve mode -------------------------------------------------------------------------
