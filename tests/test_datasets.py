@@ -8,31 +8,9 @@ import subprocess
 import threading
 from pathlib import Path
 
-import pytest
-
 from conftest import Mao, free_port
 from gitservers import git
-
-CSV_REPOS = "name,stars\nnginx,100\nredis,90\npostgres,80\n"
-CSV_TAGS = "name,tag\nnginx,latest\nredis,7\n"
-
-
-@pytest.fixture
-def alice_bob(operator_home, git_config):  # type: ignore[no-untyped-def]
-    return operator_home("alice"), operator_home("bob")
-
-
-def write_data(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "repos.csv").write_text(CSV_REPOS)
-    (directory / "tags.csv").write_text(CSV_TAGS)
-    return directory
-
-
-def publish(mao: Mao, directory: Path, *args: str) -> dict:  # type: ignore[type-arg]
-    result = mao("--json", "dataset", "publish", str(directory), *args)
-    assert result.code == 0, result.err
-    return result.json()
+from snapshots import CSV_REPOS, publish, write_data
 
 
 def test_publish_then_find_and_retrieve_verified(

@@ -16,21 +16,8 @@ from conftest import wait_until
 from maomao.config import Config
 from maomao.services.runs import RunRequest, get_run, run_tool
 from maomao.services.tools import add_tool
+from processes import group_alive
 from toolrepo import collector_repo, config_for, make_repo
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process (not a zombie) is still in process group *pgid*."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def nap_pid(data_dir: Path) -> int | None:

@@ -30,6 +30,7 @@ from maomao.runners import (
     UnknownRunner,
     get_runner,
 )
+from processes import group_alive
 
 PY = sys.executable
 
@@ -425,20 +426,6 @@ def test_sandbox_shows_a_program_living_under_tmp(tmp_path: Path, sandbox: Sandb
 
 
 # -- cancellation, limits without preexec_fn, cached probes ------------------------------------
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process (not a zombie) is still in process group *pgid*."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 NAP = "import os, subprocess, sys, time; print(os.getpid(), flush=True); subprocess.Popen(['sleep', '30']); time.sleep(30)"

@@ -133,6 +133,13 @@ class Config:
     def paths(self) -> Home:
         return Home(self.home)
 
+    def git_remote_for(self, hub: str, dataset: str) -> str | None:
+        """``git.remote`` with ``{hub}``, ``{dataset}`` and ``{operator}`` replaced (its
+        placeholders were checked when the config was made)."""
+        if not self.git_remote:
+            return None
+        return self.git_remote.format(hub=hub, dataset=dataset, operator=self.operator)
+
     @property
     def import_dir(self) -> Path:
         if self.import_dir_setting:

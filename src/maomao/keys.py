@@ -186,7 +186,7 @@ class Keys:
         match = _SNAPSHOT_TAIL_RE.fullmatch(key, len(prefix)) if key.startswith(prefix) else None
         if match is None or _date_problem(match[3]):
             return None
-        return SnapshotName(match[2], match[3], match[1], match[4])
+        return SnapshotName._make(match.group(2, 3, 1, 4))
 
     def parse_index_snapshot(self, key: str) -> SnapshotName | None:
         """The names in a snapshot index key (``{ns}/index/snapshots/{hub}/{date}/{op}/{dataset}``),
@@ -195,7 +195,7 @@ class Keys:
         match = _INDEX_TAIL_RE.fullmatch(key, len(prefix)) if key.startswith(prefix) else None
         if match is None or _date_problem(match[2]):
             return None
-        return SnapshotName(match[1], match[2], match[3], match[4])
+        return SnapshotName._make(match.groups())
 
     def tool(self, op: str, tool: str) -> str:
         return f"{self.operator(op)}tools/{validate_name(tool, 'tool')}"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,38 +46,6 @@ def tree_lock_path(config: Config, directory: Path) -> Path:
     return config.paths.locks_dir / f"tree-{digest}.lock"
 
 
-#: The placeholders ``git.remote`` may hold.
-REMOTE_PLACEHOLDERS = ("hub", "dataset", "operator")
-
-
-def expand_remote_template(template: str, *, hub: str, dataset: str, operator: str) -> str:
-    """``git.remote`` with its ``{hub}``, ``{dataset}`` and ``{operator}`` replaced.
-
-    :raises InvalidValue: any other placeholder (``{x}``, ``{0}``, ``{hub.attr}``,
-        ``{hub!r}``) or a lone brace, in one line naming the setting.
-    """
-    allowed = ", ".join(f"{{{name}}}" for name in REMOTE_PLACEHOLDERS)
-    values = {"hub": hub, "dataset": dataset, "operator": operator}
-    out: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise InvalidValue(
-            f"git.remote {template!r} is not a valid template ({exc}); use {allowed}"
-        ) from None
-    for literal, field, spec, conversion in parsed:
-        out.append(literal)
-        if field is None:
-            continue
-        if field not in values or spec or conversion:
-            shown = (
-                "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            )
-            raise InvalidValue(f"git.remote {template!r} has an unknown placeholder {shown}; use {allowed}")
-        out.append(values[field])
-    return "".join(out)
-
-
 def resolve_remote(config: Config, directory: Path, remote: str | None, hub: str, dataset: str) -> str:
     """``--remote``, else the tree's ``origin``, else ``git.remote`` of the config, in which
     ``{hub}``, ``{dataset}`` and ``{operator}`` are replaced (one repository per dataset)."""
@@ -88,10 +55,9 @@ def resolve_remote(config: Config, directory: Path, remote: str | None, hub: str
         existing = gitstore.remote_url(directory)
         if existing:
             return existing
-    if config.git_remote:
-        return gitstore.check_remote_url(
-            expand_remote_template(config.git_remote, hub=hub, dataset=dataset, operator=config.operator)
-        )
+    template = config.git_remote_for(hub, dataset)
+    if template:
+        return gitstore.check_remote_url(template)
     raise InvalidValue(f"{directory} has no git remote: give --remote URL (or set git.remote with mao init)")
 
 

@@ -288,11 +288,7 @@ def _with_output(record: RunRecord, data_dir: Path) -> RunRecord:
 
 async def _publish(config: Config, record: RunRecord, data_dir: Path) -> tuple[RunRecord, MaoError | None]:
     """Publish the run's output through the datasets service; a failure is reported, not raised."""
-    try:
-        from maomao.services.publish import publish
-    except ImportError:
-        error = MaoError("the datasets service is not available in this installation: use --no-publish")
-        return msgspec.structs.replace(record, publish="failed", publish_error=str(error)), error
+    from maomao.services.publish import publish
     try:
         result = await publish(
             config, data_dir, hub=record.hub, dataset=record.dataset, tool=record.tool, run_id=record.id
