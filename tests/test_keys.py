@@ -197,9 +197,13 @@ def test_parsing_a_snapshot_key_accepts_exactly_what_building_one_accepts(
         built = K.index_snapshot(hub, date, op, dataset), K.snapshot(op, hub, date, dataset)
     except (InvalidName, InvalidValue):
         assert K.parse_index_snapshot(raw_index) is None and K.parse_snapshot(raw_ad) is None
+        assert not K.describes_index_entry(raw_index, raw_ad, hub, date, op, dataset)
         return
     name = SnapshotName(hub, date, op, dataset)
     assert built == (raw_index, raw_ad)
     assert K.parse_index_snapshot(raw_index) == name and K.parse_snapshot(raw_ad) == name
     assert K.snapshot_of(name) == raw_ad
+    assert K.describes_index_entry(raw_index, raw_ad, hub, date, op, dataset)
+    assert not K.describes_index_entry(raw_index, raw_ad + "x", hub, date, op, dataset)
+    assert not K.describes_index_entry(raw_index + "\n", raw_ad, hub, date, op, dataset)
     assert K.parse_index_snapshot(raw_index + "\n") is None and K.parse_snapshot(raw_ad + "/x") is None

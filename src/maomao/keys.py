@@ -179,6 +179,20 @@ class Keys:
         """The advertisement key of a parsed :class:`SnapshotName` (already validated)."""
         return f"{self.operators_root}{name.operator}/snapshots/{name.hub}/{name.date}/{name.dataset}"
 
+    def describes_index_entry(self, key: str, ref: str, hub: str, date: str, op: str, dataset: str) -> bool:
+        """Whether an index entry read at *key*, pointing at *ref* and naming these four
+        names, is exactly the one those names place: valid names, its own key, and the
+        key of their advertisement. (The listing's fast path: two string builds and cached
+        verdicts instead of parsing the key.)"""
+        return (
+            key == f"{self.index_snapshots_root}{hub}/{date}/{op}/{dataset}"
+            and ref == f"{self.operators_root}{op}/snapshots/{hub}/{date}/{dataset}"
+            and _follows_name_rule(hub)
+            and _follows_name_rule(op)
+            and _follows_name_rule(dataset)
+            and not _date_problem(date)
+        )
+
     def parse_snapshot(self, key: str) -> SnapshotName | None:
         """The names in an advertisement key (``{ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}``),
         or None when it is not one with valid names (a key read from etcd is untrusted)."""

@@ -233,22 +233,30 @@ async def list_entries(
     result = await store.range(keys.index_snapshots(hub, date, operator))
     found, warnings = [], []
     for kv in result:
-        name = keys.parse_index_snapshot(kv.key)
-        if name is None:
-            warnings.append(f"skipped index entry {kv.key!r}: not a snapshot index key")
-            continue
+        key = kv.key
         try:
             entry = IndexEntry.from_json(kv.value)
         except ValueError as exc:
-            warnings.append(f"skipped index entry {kv.key!r}: {exc}")
+            entry = None
+            problem = str(exc)
+        if entry is not None and keys.describes_index_entry(
+            key, entry.ref, entry.hub, entry.date, entry.operator, entry.dataset
+        ):
+            found.append(entry)
+            continue
+        # say what is wrong with it
+        name = keys.parse_index_snapshot(key)
+        if name is None:
+            warnings.append(f"skipped index entry {key!r}: not a snapshot index key")
+            continue
+        if entry is None:
+            warnings.append(f"skipped index entry {key!r}: {problem}")
             continue
         ref = keys.snapshot_of(name)
         if (entry.hub, entry.date, entry.operator, entry.dataset) != name:
-            warnings.append(f"skipped index entry {kv.key!r}: its fields describe another snapshot")
-        elif entry.ref != ref:
-            warnings.append(f"skipped index entry {kv.key!r}: it points at {entry.ref!r}, not {ref!r}")
+            warnings.append(f"skipped index entry {key!r}: its fields describe another snapshot")
         else:
-            found.append(entry)
+            warnings.append(f"skipped index entry {key!r}: it points at {entry.ref!r}, not {ref!r}")
     return Listing(items=found, warnings=warnings)
 
 
