@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from maomao.errors import InvalidValue, MaoError
 
@@ -254,7 +254,6 @@ class Runner(ABC):
     name: str = ""
     #: Seconds between SIGTERM and SIGKILL when a run times out.
     grace: float = DEFAULT_GRACE
-    _probe_retry: ClassVar[float] = PROBE_RETRY
 
     def available(self) -> Availability:
         """Whether this runner works on this machine, with a reason when it does not.
@@ -267,7 +266,7 @@ class Runner(ABC):
         now = time.monotonic()
         with _PROBES_LOCK:
             cached = _PROBES.get(key)
-        if cached is not None and (cached[0].ok or now - cached[1] < self._probe_retry):
+        if cached is not None and (cached[0].ok or now - cached[1] < PROBE_RETRY):
             return cached[0]
         answer = self._probe()
         with _PROBES_LOCK:
