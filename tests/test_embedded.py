@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from conftest import free_port, healthy, wait_until
-from maomao.etcd.server import pid_alive
+from maomao.pids import pid_alive
 from processes import stop
 
 NODE = textwrap.dedent(

@@ -153,7 +153,7 @@ def test_the_node_keeps_serving_while_a_tool_runs_and_a_big_tree_is_digested(
         answers = 0
         while big.poll() is None:
             asked = time.monotonic()
-            served = call(config.paths.control_socket, "members", {}, config.identity(), idle_timeout=5)
+            served = call(config.paths.node_socket, "members", {}, config.identity(), idle_timeout=5)
             slowest = max(slowest, time.monotonic() - asked)
             assert served is not None and [m["operator"] for m in served["members"]] == ["alice"]
             answers += 1
@@ -239,7 +239,7 @@ async def test_the_node_is_ready_only_once_its_socket_is_served(tmp_path: Path, 
 
     def ready() -> None:
         state = NodeState.read(config.paths.node_pid_file)
-        seen.append((state is not None and state.ready, config.paths.control_socket.exists()))
+        seen.append((state is not None and state.ready, config.paths.node_socket.exists()))
         stop.set()
 
     await asyncio.wait_for(Node(config).run(stop, on_ready=ready), timeout=30)

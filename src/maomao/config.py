@@ -24,7 +24,7 @@ DEFAULT_HOME = "~/.maomao"
 HOME_ENV = "MAO_HOME"
 
 
-Kind = Literal["text", "path", "bool", "int", "float", "urls"]
+Kind = Literal["text", "path", "bool", "int", "float", "urls", "paths"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,12 @@ SETTINGS: tuple[Setting, ...] = (
             kind="int", low=2, high=_MAX_TTL),
     Setting("api.port", "MAO_API_PORT", 8765, "port of the node's HTTP API on 127.0.0.1",
             kind="int", low=1, high=65535),
+    Setting("api.publish_roots", "MAO_API_PUBLISH_ROOTS", (),
+            "directories the API may publish from, besides the home's dataset trees (comma-separated)",
+            kind="paths"),
+    Setting("node.stop_grace", "MAO_STOP_GRACE", 10.0,
+            "on SIGTERM, how long running runs may go on before they are cancelled", "seconds",
+            kind="float", low=0, high=86400),
     Setting("import_dir", "MAO_IMPORT_DIR", None, "where retrieved snapshots go (default HOME/imports)",
             kind="path"),
 )  # fmt: skip
@@ -110,6 +116,8 @@ class Config:
     git_ssh_key: str | None = None
     presence_ttl: int = 10
     api_port: int = 8765
+    api_publish_roots: tuple[str, ...] = ()
+    stop_grace: float = 10.0
     import_dir_setting: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -186,8 +194,8 @@ class Config:
                 "timeout": self.etcd_timeout,
                 **({"user": self.etcd_user} if self.etcd_user else {}),
             },
-            "node": {"presence_ttl": self.presence_ttl},
-            "api": {"port": self.api_port},
+            "node": {"presence_ttl": self.presence_ttl, "stop_grace": self.stop_grace},
+            "api": {"port": self.api_port, "publish_roots": list(self.api_publish_roots)},
         }
         git = {k: v for k, v in (("remote", self.git_remote), ("ssh_key", self.git_ssh_key)) if v}
         if git:
@@ -238,6 +246,8 @@ _FIELDS = {
     "git.ssh_key": "git_ssh_key",
     "node.presence_ttl": "presence_ttl",
     "api.port": "api_port",
+    "api.publish_roots": "api_publish_roots",
+    "node.stop_grace": "stop_grace",
     "import_dir": "import_dir_setting",
 }
 
@@ -268,6 +278,7 @@ def _expected(setting: Setting) -> str:
         "path": "a string (a path)",
         "bool": "true or false",
         "urls": "a list of URLs (or one comma-separated string)",
+        "paths": "a list of paths (or one comma-separated string)",
     }[setting.kind]
 
 
@@ -288,7 +299,7 @@ def check_value(setting: Setting, value: object) -> None:
             raise InvalidSetting(setting.name, "contains a NUL character")
     elif kind == "bool":
         ok = isinstance(value, bool)
-    elif kind == "urls":
+    elif kind in ("urls", "paths"):
         ok = isinstance(value, tuple | list) and all(isinstance(v, str) and "\0" not in v for v in value)
     else:
         number = isinstance(value, int) if kind == "int" else isinstance(value, int | float)
@@ -328,7 +339,7 @@ def _coerce(setting: Setting, raw: object, *, parse: bool) -> object:
 
     :raises InvalidSetting: when a string does not parse as the setting's kind.
     """
-    if setting.kind == "urls":
+    if setting.kind in ("urls", "paths"):
         return split_endpoints(raw) if isinstance(raw, str) else raw
     if not parse or not isinstance(raw, str) or setting.kind in ("text", "path"):
         return raw
@@ -409,6 +420,8 @@ def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
         git_ssh_key=values["git.ssh_key"] or None,  # type: ignore[arg-type]
         presence_ttl=int(values["node.presence_ttl"]),  # type: ignore[call-overload]
         api_port=int(values["api.port"]),  # type: ignore[call-overload]
+        api_publish_roots=tuple(values["api.publish_roots"]),  # type: ignore[arg-type]
+        stop_grace=float(values["node.stop_grace"]),  # type: ignore[arg-type]
         import_dir_setting=values["import_dir"] or None,  # type: ignore[arg-type]
     )
 

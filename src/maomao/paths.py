@@ -31,8 +31,14 @@ class Home:
         return self.root / "node.pid"
 
     @property
-    def control_socket(self) -> Path:
+    def node_socket(self) -> Path:
+        """The node's API on a Unix socket (mode 0600): the CLI's fast path."""
         return self.root / "node.sock"
+
+    @property
+    def api_token_file(self) -> Path:
+        """The bearer token every state-changing API request needs (mode 0600)."""
+        return self.root / "api.token"
 
     @property
     def etcd_pid_file(self) -> Path:

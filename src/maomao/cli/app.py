@@ -240,7 +240,7 @@ def members() -> None:
     from maomao.cli.nodeclient import call
 
     config = load_config()
-    served = call(config.paths.control_socket, "members", {}, config.identity())
+    served = call(config.paths.node_socket, "members", {}, config.identity())
     if served is not None:
         rows, warnings = served["members"], list(served.get("warnings", []))
     else:

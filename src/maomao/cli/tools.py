@@ -264,7 +264,7 @@ def tool_run(
     from maomao.cli.nodeclient import call
 
     done = call(
-        config.paths.control_socket,
+        config.paths.node_socket,
         "tool.run",
         params,
         config.identity(),

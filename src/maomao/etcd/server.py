@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maomao.errors import NodeError
+from maomao.pids import pid_alive
 
 PRODUCTION_MIN_VERSION = (3, 5, 6)
 
@@ -188,21 +189,6 @@ def _tail(path: Path, lines: int = 1) -> str:
             f" ({json.loads(last).get('error')})" if json.loads(last).get("error") else ""
         )
     return last[:200]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); look at its state
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def stop_process(pid: int, timeout: float = 10.0) -> bool:

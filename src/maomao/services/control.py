@@ -43,7 +43,7 @@ async def serve(
 ) -> None:
     """Answer requests on the control socket until *stop* is set; *serving* is set once
     the socket accepts requests (or once it is clear that there will be none)."""
-    path = config.paths.control_socket
+    path = config.paths.node_socket
     if len(str(path)) > MAX_SOCKET_PATH:
         log.info("home path too long for a control socket; commands run in their own process")
         if serving is not None:

@@ -27,8 +27,9 @@ from maomao.config import Config, save, split_endpoints
 from maomao.errors import AlreadyExists, MaoError, NodeError, Unavailable, UsageError
 from maomao.etcd import Compare, Delete, Put, Store, open_store
 from maomao.etcd.leases import Lease
-from maomao.etcd.server import EmbeddedEtcd, find_etcd, health, pid_alive, stop_process
+from maomao.etcd.server import EmbeddedEtcd, find_etcd, health, stop_process
 from maomao.models import NodeStatus, Presence, Profile
+from maomao.pids import pid_alive
 
 log = logging.getLogger(__name__)
 

@@ -42,10 +42,10 @@ from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Store
-from maomao.etcd.server import pid_alive
 from maomao.keys import validate_name
 from maomao.manifest import build_argv, resolve_args
 from maomao.models import Listing, RunRecord
+from maomao.pids import pid_alive
 from maomao.runners import DEFAULT_RUNNER, DEFAULT_TIMEOUT, RunCancelled, RunSpec, get_runner
 from maomao.services.filelock import file_lock
 from maomao.services.secrets import passthrough
