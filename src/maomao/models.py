@@ -94,6 +94,20 @@ class MemberInfo(Record, frozen=True, kw_only=True):
     contact: str = ""
 
 
+class TaskState(Record, frozen=True, kw_only=True):
+    """One supervised task of the node (presence, outbox, api, …) as `mao status` shows it.
+
+    *state* is ``starting``, ``up``, ``restarting`` (it died; *last_error* says why and it
+    comes back after a backoff) or ``stopped``.
+    """
+
+    name: str
+    state: str
+    restarts: int = 0
+    last_error: str = ""
+    since: str = ""
+
+
 class NodeStatus(Record, frozen=True, kw_only=True):
     """What `mao status` reports."""
 
@@ -113,6 +127,7 @@ class NodeStatus(Record, frozen=True, kw_only=True):
     cluster_members: list[dict[str, Any]] = msgspec.field(default_factory=list)
     health: dict[str, bool] = msgspec.field(default_factory=dict)
     api_url: str = ""
+    tasks: list[TaskState] = msgspec.field(default_factory=list)
     error: str = ""
 
 
