@@ -30,7 +30,7 @@ from maomao.etcd.server import EmbeddedEtcd
 from maomao.keys import Keys
 from maomao.models import Advertisement, IndexEntry
 from maomao.services import advertising
-from maomao.services.node import free_port
+from maomao.services.home import free_port
 
 NS = "/bench"
 
@@ -240,7 +240,7 @@ def retrieve_vs_clone(
 
 
 def git_figures(url: str, root: Path, quick: bool) -> list[tuple[str, float, float, str]]:
-    from maomao.services.node import init_home
+    from maomao.services.home import init_home
 
     alice = init_home(root / "alice", "alice", etcd=url, namespace=NS + "-git")
     bob = init_home(root / "bob", "bob", etcd=url, namespace=NS + "-git")

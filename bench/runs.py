@@ -113,7 +113,7 @@ async def amedian_ms(runs: int, warmup: int, op: Callable[[], object]) -> float:
 def main() -> None:
     from maomao.etcd import open_store
     from maomao.etcd.server import EmbeddedEtcd
-    from maomao.services.node import free_port, init_home
+    from maomao.services.home import free_port, init_home
     from maomao.services.runs import RunRequest, run_tool
     from maomao.services.tools import add_tool, install_tool
 

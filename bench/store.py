@@ -26,7 +26,7 @@ from etcd3aio import Etcd3Client, prefix_range_end
 
 from maomao.etcd import Store
 from maomao.etcd.server import EmbeddedEtcd
-from maomao.services.node import free_port
+from maomao.services.home import free_port
 
 VALUE = b"x" * 200
 

@@ -99,7 +99,7 @@ def test_the_node_serves_members_with_their_warnings(operator_home, etcdctl, ns:
     config = settings.load(alice.home)
     served = call(config.paths.node_socket, "members", {}, config.identity())
     assert served is not None
-    assert [m["operator"] for m in served["members"] if m["online"]] == ["alice"]
+    assert [m["operator"] for m in served["items"] if m["online"]] == ["alice"]
     assert len(served["warnings"]) == 1 and f"{ns}/index/presence/bob" in served["warnings"][0]
 
 

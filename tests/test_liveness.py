@@ -155,7 +155,7 @@ def test_the_node_keeps_serving_while_a_tool_runs_and_a_big_tree_is_digested(
             asked = time.monotonic()
             served = call(config.paths.node_socket, "members", {}, config.identity(), idle_timeout=5)
             slowest = max(slowest, time.monotonic() - asked)
-            assert served is not None and [m["operator"] for m in served["members"]] == ["alice"]
+            assert served is not None and [m["operator"] for m in served["items"]] == ["alice"]
             answers += 1
             time.sleep(0.02)  # a sampling interval, not a wait for something
         out, err = big.communicate(timeout=30)
@@ -194,6 +194,7 @@ def test_a_node_that_accepts_and_never_answers_does_not_hang_its_client(tmp_path
     from maomao.cli.nodeclient import NodeUnresponsive, call
 
     path = tmp_path / "node.sock"
+    (tmp_path / "api.token").write_text("token")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(4)
@@ -231,14 +232,15 @@ def test_a_node_that_accepts_and_never_answers_does_not_hang_its_client(tmp_path
 
 
 async def test_the_node_is_ready_only_once_its_socket_is_served(tmp_path: Path, etcd, ns: str) -> None:  # type: ignore[no-untyped-def]
-    from maomao.services.node import Node, NodeState
+    from maomao.daemon.node import Node
+    from maomao.services.pidfile import NodeState
 
     config = config_for(tmp_path / "alice", "alice", ns, etcd.url, presence_ttl=3)
     stop = asyncio.Event()
     seen: list[tuple[bool, bool]] = []
 
     def ready() -> None:
-        state = NodeState.read(config.paths.node_pid_file)
+        state = NodeState.read(config)
         seen.append((state is not None and state.ready, config.paths.node_socket.exists()))
         stop.set()
 

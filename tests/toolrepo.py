@@ -168,4 +168,8 @@ def stage_repo(root: Path) -> Path:
 
 def config_for(home: Path, operator: str, ns: str, endpoint: str, **extra: object) -> Config:
     home.mkdir(parents=True, exist_ok=True)
+    if "api_port" not in extra:  # a node started on it must not meet another test's port
+        from maomao.services.home import free_port
+
+        extra["api_port"] = free_port()
     return Config(home=home, operator=operator, namespace=ns, endpoints=(endpoint,), **extra)  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ class LazyGroup(click.Group):
         "tool": "maomao.cli.tools:tool_group",
         "run": "maomao.cli.tools:run_group",
         "pipeline": "maomao.cli.tools:pipeline_group",
+        "api": "maomao.cli.apitoken:api_group",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -122,7 +123,7 @@ def init(
     force: bool,
 ) -> None:
     """Write this operator's config under MAO_HOME."""
-    from maomao.services.node import init_home
+    from maomao.services.home import init_home
 
     if operator is None:
         operator = ask("--operator", "Operator name")
@@ -160,37 +161,46 @@ def init(
 @app.command()
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; return once ready.")
 def up(detach: bool) -> None:
-    """Start the node: embedded etcd (if configured) and presence; Ctrl-C stops it."""
-    from maomao.services import node
+    """Start the node: embedded etcd (if configured), presence, outbox and the HTTP API.
 
+    In the foreground it logs one line per event to stderr (fit for journald); SIGTERM or
+    Ctrl-C stops it gracefully.
+    """
     config = load_config()
     if detach:
-        state = node.start_detached(config)
+        from maomao.services.lifecycle import start_detached
+
+        state = start_detached(config)
         emit(
             {"operator": config.operator, "pid": state.pid, "etcd_pid": state.etcd_pid,
-             "endpoints": list(config.endpoints), "log": str(config.paths.node_log)},
+             "endpoints": list(config.endpoints), "api_url": state.api_url, "log": str(config.paths.node_log)},
             f"node of {config.operator} running (pid {state.pid}); etcd at {', '.join(config.endpoints)}\n"
-            f"log: {config.paths.node_log}",
+            f"API: {state.api_url}\nlog: {config.paths.node_log}",
         )  # fmt: skip
         return
     import asyncio
-    import logging
+    import os
     import signal
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from maomao.daemon.logs import configure_logging
+    from maomao.daemon.node import Node
+
+    configure_logging(journald="JOURNAL_STREAM" in os.environ)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runner = node.Node(config)
+        runner = Node(config)
 
         def ready() -> None:
             emit_line(
-                {"operator": config.operator, "pid": runner.state.pid, "endpoints": list(config.endpoints)},
-                f"node of {config.operator} up; etcd at {', '.join(config.endpoints)} (Ctrl-C stops it)",
-            )
+                {"operator": config.operator, "pid": runner.state.pid, "endpoints": list(config.endpoints),
+                 "api_url": runner.state.api_url},
+                f"node of {config.operator} up; etcd at {', '.join(config.endpoints)}; "
+                f"API on {runner.state.api_url} (Ctrl-C stops it)",
+            )  # fmt: skip
 
         await runner.run(stop, on_ready=ready)
 
@@ -200,19 +210,19 @@ def up(detach: bool) -> None:
 @app.command()
 def down() -> None:
     """Stop what `mao up` started for this home (node, then its embedded etcd)."""
-    from maomao.services.node import stop_node
+    from maomao.services.lifecycle import stop_node
 
     config = load_config()
     result = stop_node(config)
-    human = f"stopped {', '.join(result['stopped'])}" if result["was_running"] else "node was not running"
-    emit(result, human)
+    human = f"stopped {', '.join(result.stopped)}" if result.was_running else "node was not running"
+    emit(result.to_dict(), human)
 
 
 @app.command()
 def status() -> None:
-    """etcd health, endpoints, version and members; whether the node runs."""
+    """etcd health, endpoints, version and members; whether the node runs, and its parts."""
     from maomao.errors import Unavailable
-    from maomao.services.node import status as node_status
+    from maomao.services.status import status as node_status
 
     config = load_config()
     report = arun(node_status(config))
@@ -224,6 +234,14 @@ def status() -> None:
         "endpoints:  " + ", ".join(f"{e} ({'ok' if ok else 'down'})" for e, ok in report.health.items()),
         f"namespace:  {report.namespace}",
     ]
+    if report.node_running:
+        lines.append(f"api:        {report.api_url}")
+        lines.extend(
+            f"  {t.name:<10} {t.state}"
+            + (f", {t.restarts} restart{'s' if t.restarts != 1 else ''}" if t.restarts else "")
+            + (f" (last: {t.last_error})" if t.last_error else "")
+            for t in report.tasks
+        )
     if report.cluster_members:
         lines.append("members:    " + ", ".join(f"{m['name']} {m['id']}" for m in report.cluster_members))
     emit(report.to_dict(), "\n".join(lines))
@@ -242,7 +260,7 @@ def members() -> None:
     config = load_config()
     served = call(config.paths.node_socket, "members", {}, config.identity())
     if served is not None:
-        rows, warnings = served["members"], list(served.get("warnings", []))
+        rows, warnings = served["items"], list(served.get("warnings", []))
     else:
         from maomao.services.members import list_members
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maomao.services.node import free_port
+from maomao.services.home import free_port
 
 DEMO_YAML = """\
 hubs:

@@ -1,0 +1,163 @@
+"""The running node of one operator: embedded etcd (optional), presence, outbox and API.
+
+``Node.run`` starts the embedded etcd if the config asks for one, opens the store, claims
+the operator's presence and then supervises its parts until *stop* is set (SIGTERM or
+Ctrl-C in `mao up`). Stopping is graceful: new work is refused at once, running runs get
+``node.stop_grace`` seconds to finish and are then cancelled (their records say so), the
+parts stop, the presence lease is revoked, and the socket and pid file are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from functools import partial
+
+from maomao import metrics
+from maomao.clock import now_iso
+from maomao.config import Config
+from maomao.daemon.apiserver import api_url, serve_api
+from maomao.daemon.outbox import flush_outbox_forever
+from maomao.daemon.presence import PresenceHolder, announce
+from maomao.daemon.supervisor import Part, PartFailed, Supervisor
+from maomao.errors import AlreadyExists, NodeError
+from maomao.etcd import Store, open_store
+from maomao.etcd.server import EmbeddedEtcd, stop_process
+from maomao.models import TaskState
+from maomao.services.pidfile import NodeState, running_state
+
+log = logging.getLogger(__name__)
+
+#: Seconds every part gets to come up at start before the node gives up.
+READY_TIMEOUT = 20.0
+
+
+class Node:
+    """One operator's node; also the API's view of the daemon (task states, accepting)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.etcd_process: subprocess.Popen[bytes] | None = None
+        self.state = NodeState(pid=os.getpid(), started_at=now_iso(), api_url=api_url(config))
+        self.supervisor: Supervisor | None = None
+        self._accepting = False
+
+    # -- the API's view -------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def task_states(self) -> list[TaskState]:
+        return self.supervisor.task_states() if self.supervisor is not None else []
+
+    # -- run ------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Start everything, serve until *stop* is set, then stop everything."""
+        if running_state(self.config) is not None:
+            raise AlreadyExists(f"a node already runs for {self.config.home} (mao down stops it)")
+        self.config.paths.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.state.write(self.config)
+        try:
+            if self.config.embedded:
+                await asyncio.to_thread(self._start_etcd)
+            async with open_store(self.config) as store:
+                await self._serve(store, stop, on_ready)
+        finally:
+            await self._shutdown()
+
+    async def _serve(self, store: Store, stop: asyncio.Event, on_ready: Callable[[], None] | None) -> None:
+        from maomao.api import ApiContext, create_app
+        from maomao.services import apitoken
+        from maomao.services.runtasks import RunTasks
+
+        await asyncio.to_thread(apitoken.token, self.config)  # made once; clients read the file
+
+        await announce(self.config, store)
+        presence = PresenceHolder(self.config, store, self.state.started_at)
+        await presence.claim()
+        metrics.enable()
+        runs = RunTasks()
+        app = create_app(ApiContext(config=self.config, store=store, runs=runs, daemon=self))
+
+        self.supervisor = Supervisor(
+            [
+                Part("presence", presence.hold),
+                Part("outbox", partial(flush_outbox_forever, self.config, store)),
+                Part("api", partial(serve_api, self.config, app)),
+            ],
+            on_change=self._record_tasks,
+        )
+        self.supervisor.start()
+        try:
+            await self._until_ready(stop)
+            if stop.is_set():
+                return
+            self._accepting = True
+            self.state = self.state.replace(ready=True, tasks=self.task_states())
+            self.state.write(self.config)
+            log.info("node of %s ready; API on %s", self.config.operator, self.state.api_url)
+            if on_ready is not None:
+                on_ready()
+            await stop.wait()
+            log.info("stopping: new work refused")
+        finally:
+            self._accepting = False
+            runs.refuse_new()
+            if runs.running():
+                log.info(
+                    "waiting up to %g s for %d running run(s)", self.config.stop_grace, len(runs.running())
+                )
+            await runs.stop(self.config.stop_grace)
+            await self.supervisor.stop()
+            await presence.leave()
+
+    async def _until_ready(self, stop: asyncio.Event) -> None:
+        """Wait until every part is up, or *stop* is set.
+
+        :raises NodeError: a part failed at its first start, or not all came up in time.
+        """
+        assert self.supervisor is not None
+        ready = asyncio.create_task(self.supervisor.wait_ready(READY_TIMEOUT))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not ready.done():
+                ready.cancel()
+        if stop.is_set():
+            return
+        try:
+            ready.result()
+        except PartFailed as exc:
+            raise NodeError(str(exc)) from None
+        except TimeoutError:
+            late = [f"{t.name} ({t.last_error or t.state})" for t in self.task_states() if t.state != "up"]
+            raise NodeError(f"not every part came up within {READY_TIMEOUT:g} s: {', '.join(late)}") from None
+
+    def _record_tasks(self) -> None:
+        self.state = self.state.replace(tasks=self.task_states())
+        self.state.write(self.config)
+
+    def _start_etcd(self) -> None:
+        cfg = self.config
+        server = EmbeddedEtcd(cfg.operator, cfg.paths.etcd_data_dir, cfg.client_port, cfg.peer_port)
+        self.etcd_process = server.start(cfg.paths.etcd_log)
+        cfg.paths.etcd_pid_file.write_text(str(self.etcd_process.pid))
+        self.state = self.state.replace(etcd_pid=self.etcd_process.pid)
+        self.state.write(cfg)
+
+    async def _shutdown(self) -> None:
+        if self.etcd_process is not None:
+            await asyncio.to_thread(stop_process, self.etcd_process.pid)
+            with contextlib.suppress(OSError):
+                self.config.paths.etcd_pid_file.unlink()
+        state = NodeState.read(self.config)
+        if state is not None and state.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                self.config.paths.node_pid_file.unlink()
+        log.info("node of %s stopped", self.config.operator)

@@ -1,0 +1,85 @@
+"""An operator's home: the config written by `mao init`, with ports that are free here."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from maomao.config import Config, save, split_endpoints
+from maomao.errors import AlreadyExists, UsageError
+
+#: Ports tried first for an embedded etcd and the API; taken ones fall back to free ports.
+ETCD_CLIENT_PORT, ETCD_PEER_PORT, API_PORT = 2379, 2380, 8765
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _preferred(port: int, taken: set[int]) -> int:
+    """*port* if nothing listens on it (and this home does not use it yet), else a free one."""
+    if port not in taken and port_free(port):
+        return port
+    while (chosen := free_port()) in taken:
+        pass
+    return chosen
+
+
+def init_home(
+    home: Path,
+    operator: str,
+    *,
+    embedded: bool = False,
+    etcd: str | None = None,
+    namespace: str = "/maomao",
+    git_remote: str | None = None,
+    client_port: int | None = None,
+    peer_port: int | None = None,
+    api_port: int | None = None,
+    presence_ttl: int | None = None,
+    force: bool = False,
+) -> Config:
+    """Write the operator's config. Ports default to 2379/2380 (embedded etcd) and 8765 (API)
+    when free, else to free ports, so several operators can live on one machine."""
+    if embedded == bool(etcd):
+        raise UsageError("give exactly one of --embedded or --etcd URL[,URL…]")
+    taken: set[int] = set()
+    if embedded:
+        client_port = client_port or _preferred(ETCD_CLIENT_PORT, taken)
+        taken.add(client_port)
+        peer_port = peer_port or _preferred(ETCD_PEER_PORT, taken)
+        taken.add(peer_port)
+    api_port = api_port or _preferred(API_PORT, taken)
+    if git_remote:
+        from maomao.gitstore import check_remote_url
+
+        check_remote_url(git_remote)
+    config = Config(
+        home=home,
+        operator=operator,
+        namespace=namespace,
+        endpoints=split_endpoints(etcd) if etcd else (),
+        embedded=embedded,
+        client_port=client_port or ETCD_CLIENT_PORT,
+        peer_port=peer_port or ETCD_PEER_PORT,
+        git_remote=git_remote,
+        presence_ttl=presence_ttl if presence_ttl is not None else 10,
+        api_port=api_port,
+    )
+    if config.paths.config_file.exists() and not force:
+        raise AlreadyExists(f"{config.paths.config_file} already exists (use --force to overwrite)")
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    save(config, force=force)
+    return config
