@@ -48,7 +48,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         title="maomao node API",
         version=__version__,
         description="The node of one maomao operator: tools, runs, pipelines, datasets, events.",
-        dependencies=[Depends(auth.guard)],
+        dependencies=[Depends(auth.bearer)],
         docs_url=None,
         redoc_url=None,
     )
@@ -56,6 +56,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.metrics = metrics.enable()
     _outbox_gauge(app.state.metrics, ctx.config)
     errors.install(app)
+    app.add_middleware(auth.TokenGate)
     for module in (status, members, tools, runs, pipelines, datasets, etcd, events):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(seed.router)

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from maomao.api.deps import Ctx, check_client
 from maomao.api.errors import error_body
@@ -50,6 +50,21 @@ class RunStart(BaseModel):
     environ: dict[str, str] | None = Field(
         None, description="the caller's environment (the manifest's env names and PATH come from it)"
     )
+
+    @field_validator("args", "environ")
+    @classmethod
+    def _no_nul(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # a process cannot receive a NUL in its argv or environment
+        if any("\0" in key or "\0" in item for key, item in (value or {}).items()):
+            raise ValueError("names and values must not hold NUL characters")
+        return value
+
+    @field_validator("environ")
+    @classmethod
+    def _env_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if any(not key or "=" in key for key in value or {}):
+            raise ValueError("variable names must be non-empty and hold no '='")
+        return value
 
     def request(self) -> RunRequest:
         return RunRequest(
