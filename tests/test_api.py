@@ -190,6 +190,8 @@ async def test_etcd_unreachable_is_503(tmp_path: Path, ns: str) -> None:
         assert time.monotonic() - started < 5
         status = (await api.client.get(f"{V1}/status")).json()
         assert status["etcd_healthy"] is False and status["error"]
+        assert_shape(await api.client.get(f"{V1}/events"), 503, "Unavailable")
+        assert_shape(await api.client.get(f"{V1}/datasets/hubs"), 503, "Unavailable")
 
 
 # -- the token -----------------------------------------------------------------------------------
@@ -338,15 +340,23 @@ async def test_a_streamed_run_sends_its_events_then_its_result(tool_api: Api) ->
     )
 
 
-async def test_a_streaming_client_that_goes_away_cancels_its_run(tool_api: Api) -> None:
+async def test_a_streaming_client_that_goes_away_cancels_its_run(
+    tool_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maomao.api.routes import runs
+
+    monkeypatch.setattr(runs, "KEEPALIVE_INTERVAL", 0.1)
     api = tool_api
     body = {"tool": "collector", "command": "nap", "args": {"seconds": "30"}, "publish": False}
+    seen = []
     async with served(api) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
         async with client.stream("POST", f"{V1}/runs?stream=true", json=body, headers=api.auth) as resp:
             async for line in resp.aiter_lines():
                 doc = json.loads(line)
+                seen.append(doc.get("event"))
                 if doc.get("event") == "running":
                     run_id = doc["record"]["id"]
+                if "running" in seen and seen[-1] == "keepalive":  # a long run is not silent
                     break
         # the response is closed: the client went away
 
@@ -505,3 +515,40 @@ def test_the_token_file_is_created_0600_and_refused_when_others_can_read_it(tmp_
         apitoken.token(config)
     assert apitoken.rotate(config) != first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_the_app_answers_over_a_unix_socket_with_the_standard_library(api: Api, tmp_path: Path) -> None:
+    """The CLI's fast path: http.client over the node's socket, no third-party import."""
+    import http.client
+
+    path = tmp_path / "node.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o600)
+    app = api.client._transport.app  # type: ignore[attr-defined]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(str(path))
+
+    def members() -> tuple[int, dict[str, Any]]:
+        conn = UnixConnection("node")
+        conn.request("GET", f"{V1}/members", headers={"X-Mao-Client": json.dumps(api.config.identity())})
+        resp = conn.getresponse()
+        doc = json.loads(resp.read())
+        conn.close()
+        return resp.status, doc
+
+    try:
+        await until(lambda: server.started, 10, "uvicorn on the socket")
+        status, doc = await asyncio.to_thread(members)
+        assert status == 200 and doc == {"items": [], "warnings": []}
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        sock.close()

@@ -54,7 +54,7 @@ CHECKS = [
 ]
 CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 FUZZ = settings(
-    max_examples=12,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,

@@ -69,7 +69,10 @@ def event_data(event: Event, events_prefix: str) -> dict[str, Any]:
 
 @router.get("/events", response_class=EventSourceResponse, responses=_responses)
 async def events(ctx: Ctx, after: int = Depends(start_after)) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events from an etcd watch on ``{namespace}/events/``."""
+    """Server-sent events from an etcd watch on ``{namespace}/events/``.
+
+    After the watch fell behind a compaction, the events' current content comes again
+    with ``"resync": true`` in its data (deletions in the gap cannot be told)."""
     prefix = ctx.config.keys.events()
     watch = ctx.store.watch(prefix, start_revision=after + 1)
     yield ServerSentEvent(comment=f"watching {prefix} from revision {after + 1}")
@@ -77,4 +80,6 @@ async def events(ctx: Ctx, after: int = Depends(start_after)) -> AsyncIterator[S
         async for batch in batches:
             for event in batch.events:
                 data = event_data(event, prefix)
+                if batch.resync:  # the watch fell behind a compaction: this is current content
+                    data["resync"] = True
                 yield ServerSentEvent(data=data, event=data["kind"], id=str(event.revision))
