@@ -1,0 +1,74 @@
+"""What every route gets: the context, the client check of the CLI's fast path, and the
+open store passed to the services that accept one."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from maomao.api.context import ApiContext
+from maomao.api.errors import ApiError
+from maomao.config import Config
+
+
+def get_ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+def check_client(request: Request, config: Config) -> None:
+    """The CLI's fast path sends ``X-Mao-Client`` (its ``config.identity()``): when that
+    differs from the node's, answer 409 ``Fallback`` so that the command does the work
+    itself (the node would act with other settings than the command's)."""
+    raw = request.headers.get("x-mao-client")
+    if raw is None:
+        return
+    try:
+        claimed = json.loads(raw)
+    except ValueError:
+        raise ApiError(422, "InvalidValue", "header X-Mao-Client is not JSON") from None
+    if claimed != config.identity():
+        raise ApiError(409, "Fallback", "the command's settings differ from the node's")
+
+
+@functools.cache
+def _takes_store(fn: Callable[..., Any]) -> bool:
+    return "store" in inspect.signature(fn).parameters
+
+
+def with_store(fn: Callable[..., Any], ctx: ApiContext) -> dict[str, Any]:
+    """``store=ctx.store`` if *fn* takes an open store, else nothing (it opens its own)."""
+    return {"store": ctx.store} if _takes_store(fn) else {}
+
+
+def allowed_path(raw: str, roots: list[Path], what: str) -> Path:
+    """*raw* resolved (symlinks and ``..`` first), if it lies under one of *roots*.
+
+    :raises ApiError: 403 when it does not, 422 when it cannot be resolved.
+    """
+    try:
+        path = Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ApiError(422, "InvalidValue", f"cannot use {what} {raw!r}: {exc}") from None
+    for root in roots:
+        try:
+            if path.is_relative_to(root.expanduser().resolve()):
+                return path
+        except (OSError, RuntimeError, ValueError):
+            continue
+    names = ", ".join(str(r) for r in roots)
+    raise ApiError(403, "PermissionDenied", f"{what} {path} is outside what the API may use ({names})")
+
+
+def publish_roots(config: Config) -> list[Path]:
+    """Where the API may publish from: the home's dataset trees and ``api.publish_roots``."""
+    return [config.home / "datasets", *(Path(r) for r in config.api_publish_roots)]

@@ -1,0 +1,155 @@
+"""Schemathesis against the node API's own /openapi.json, served by a real uvicorn server
+(in a thread of its own, with its own event loop and etcd connection) on a loopback port.
+
+Bounded: a few examples per operation. Without the token every state change must be
+refused with 401; with it, nothing may answer 5xx and every answer must match its
+schema. The fuzzer invents repository URLs, so git may only use local paths here
+(``GIT_ALLOW_PROTOCOL=file``): nothing it invents can reach another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from conftest import EtcdMember
+from maomao.api import ApiContext, create_app
+from maomao.config import Config
+from maomao.etcd import open_store
+from maomao.services import apitoken
+from maomao.services.runtasks import RunTasks
+from toolrepo import config_for
+
+
+def not_a_server_error_but_cron(ctx: Any, response: Any, case: Any) -> bool | None:
+    """No 5xx, except the 501 that the seed's ``POST /run`` answers for ``cron: true``
+    until schedules exist."""
+    if response.status_code == 501 and case.path == "/run" and response.json()["error"] == "NotImplemented":
+        return True
+    return not_a_server_error(ctx, response, case)  # type: ignore[no-any-return]
+
+
+CHECKS = [
+    not_a_server_error_but_cron,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+    ],
+)
+
+
+@dataclass
+class Node:
+    url: str
+    token: str
+    config: Config
+
+
+def _serve(config: Config, sock: socket.socket, ready: threading.Event, stop: list[Any]) -> None:
+    async def main() -> None:
+        async with open_store(config) as store:
+            runs = RunTasks()
+            app = create_app(ApiContext(config=config, store=store, runs=runs))
+            server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+            stop.append(server)
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            for _ in range(2000):  # up to 20 s
+                if server.started or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            ready.set()
+            await task
+            await runs.stop(0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        ready.set()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, etcd: EtcdMember) -> Iterator[Node]:
+    ns = f"/t-{uuid.uuid4().hex[:10]}"
+    home = tmp_path_factory.mktemp("fuzz") / "alice"
+    config = config_for(home, "alice", ns, etcd.url, api_publish_roots=(str(home.parent / "root"),))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GIT_ALLOW_PROTOCOL", "file")
+        mp.setenv("GIT_TERMINAL_PROMPT", "0")
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        ready, stop = threading.Event(), []  # type: ignore[var-annotated]
+        thread = threading.Thread(target=_serve, args=(config, sock, ready, stop), daemon=True)
+        thread.start()
+        try:
+            assert ready.wait(20) and stop and thread.is_alive(), "the API server did not start"
+            yield Node(f"http://127.0.0.1:{sock.getsockname()[1]}", apitoken.token(config), config)
+        finally:
+            if stop:
+                stop[0].should_exit = True
+            thread.join(20)
+            sock.close()
+    assert not thread.is_alive(), "the API server did not stop"
+
+
+def _openapi() -> dict[str, Any]:
+    """The app's own document (building the app opens no connection)."""
+    from maomao.etcd import Store
+
+    config = Config(home=Path("/nonexistent"), operator="alice", endpoints=("http://127.0.0.1:9",))
+    app = create_app(ApiContext(config=config, store=Store(config.endpoints), runs=RunTasks()))
+    return app.openapi()
+
+
+# (schemathesis' lazy fixture loader does not work with pytest 9: the document is built
+# here, and every case is sent to the real server of the `node` fixture)
+# the event stream never ends by itself: it has tests of its own (test_api.py)
+schema = schemathesis.openapi.from_dict(_openapi()).exclude(path="/api/v1/events")
+
+
+@schema.parametrize()
+@FUZZ
+def test_without_the_token_every_state_change_is_refused(case: Any, node: Node) -> None:
+    response = case.call(base_url=node.url, timeout=30)
+    case.validate_response(response, checks=CHECKS)
+    if case.method.upper() in CHANGES:  # refused: for want of the token, or not a method it has
+        assert response.status_code in (401, 405), (case.method, case.path, response.text)
+        if case.method.upper() == case.operation.method.upper():
+            assert response.json()["error"] == "Unauthorized"
+
+
+@schema.parametrize()
+@FUZZ
+def test_with_the_token_nothing_is_a_server_error_and_answers_match_the_schema(case: Any, node: Node) -> None:
+    case.call_and_validate(
+        base_url=node.url, headers={"Authorization": f"Bearer {node.token}"}, checks=CHECKS, timeout=30
+    )
+
+
+def test_the_fuzzed_node_kept_git_local(node: Node) -> None:
+    assert Path(node.config.home).is_dir()
