@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from conftest import EtcdMember, free_port
 from maomao.api import ApiContext, create_app
@@ -64,6 +65,7 @@ class Api:
     store: Store
     runs: RunTasks
     ctx: ApiContext
+    app: FastAPI
     client: httpx.AsyncClient
     token: str
 
@@ -84,7 +86,7 @@ async def api_for(config: Config, daemon: FakeDaemon | None = None) -> AsyncIter
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
             try:
-                yield Api(config, store, runs, ctx, client, apitoken.token(config))
+                yield Api(config, store, runs, ctx, app, client, apitoken.token(config))
             finally:
                 await runs.stop(0)
 
@@ -114,8 +116,7 @@ async def served(api: Api) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = api.client._transport.app  # type: ignore[attr-defined]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(api.app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await until(lambda: server.started, 10, "uvicorn started")
@@ -525,8 +526,7 @@ async def test_the_app_answers_over_a_unix_socket_with_the_standard_library(api:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
     path.chmod(0o600)
-    app = api.client._transport.app  # type: ignore[attr-defined]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(api.app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
 
     class UnixConnection(http.client.HTTPConnection):
