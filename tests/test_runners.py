@@ -18,7 +18,7 @@ import pytest
 
 from maomao.errors import EXIT_USAGE, InvalidValue, UsageError
 from maomao.runners import (
-    RUNNERS,
+    RUNNER_NAMES,
     ContainerRunner,
     Limits,
     ProcessRunner,
@@ -393,7 +393,7 @@ def test_container_unavailable_says_why(tmp_path: Path) -> None:
 # -- registry ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(RUNNERS))
+@pytest.mark.parametrize("name", RUNNER_NAMES)
 def test_get_runner(name: str) -> None:
     runner = get_runner(name)
     assert isinstance(runner, Runner) and runner.name == name

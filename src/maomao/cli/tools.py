@@ -20,13 +20,12 @@ from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
 from maomao.cli.output import GLOBALS, emit, note, table, warn
 from maomao.errors import UsageError
+from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
 if TYPE_CHECKING:
     from maomao.config import Config
     from maomao.manifest import Command, Manifest
     from maomao.models import RunRecord
-
-RUNNER_CHOICES = ("process", "sandbox", "container")
 
 
 def _short(commit: str) -> str:
@@ -207,7 +206,7 @@ def tool_install(name: str, ref: str | None) -> None:
 @click.option("--hub", metavar="HUB", help="Hub the data is about (default: the tool's).")
 @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
 @click.option("--no-publish", is_flag=True, help="Keep the output local: do not publish it.")
-@click.option("--runner", type=click.Choice(RUNNER_CHOICES), default="process", show_default=True)
+@click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -478,7 +477,7 @@ def pipeline_remove(name: str) -> None:
 @click.argument("name")
 @click.option("--hub", metavar="HUB", help="Hub of steps that name none (default: the pipeline's).")
 @click.option("--no-publish", is_flag=True, help="Keep every step's output local.")
-@click.option("--runner", type=click.Choice(RUNNER_CHOICES), default="process", show_default=True)
+@click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
 def pipeline_run(name: str, hub: str | None, no_publish: bool, runner: str) -> None:
     """Run every step of pipeline NAME in order; the first failing step stops it."""
     from maomao.models import PipelineStep
