@@ -142,9 +142,9 @@ class Store:
                 # every call passes timeout=, which etcd3aio applies to the whole retry loop
                 return await fn()
             except EtcdUnauthenticatedError as exc:
-                if attempt == 1 and self._user:
+                if attempt == 1 and self.authenticates:
                     log.info("etcd token refused, authenticating again")
-                    await self._guard(self._authenticate)
+                    await self.reauthenticate()
                     continue
                 raise PermissionDenied(f"etcd refused the credentials: {exc}") from None
             except BaseException as exc:
