@@ -17,7 +17,8 @@ import click
 
 from maomao.cli.interactive import ask
 from maomao.cli.output import GLOBALS, emit, emit_line, note, table, warn
-from maomao.config import Config, check_home, resolve_home
+from maomao.config import SETTINGS_BY_NAME, Config, check_home, resolve_home
+from maomao.config import default as config_default
 from maomao.errors import ConfigError, UsageError
 
 T = TypeVar("T")
@@ -34,6 +35,12 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio
 
     return asyncio.run(coro)
+
+
+def setting_range(name: str) -> click.IntRange:
+    """The values an integer setting allows, as a click type (the range declared in config)."""
+    setting = SETTINGS_BY_NAME[name]
+    return click.IntRange(int(setting.low), int(setting.high))
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -94,20 +101,27 @@ def etcd_group() -> None:
 @click.option("--operator", help="Your operator name ([a-z0-9][a-z0-9-]{0,62}).")
 @click.option("--embedded", is_flag=True, help="Run a single-member etcd with the node.")
 @click.option("--etcd", metavar="URL[,URL…]", help="Join an existing etcd cluster.")
-@click.option("--namespace", default="/maomao", show_default=True, help="Key prefix of the federation.")
+@click.option(
+    "--namespace",
+    default=config_default("namespace"),
+    show_default=True,
+    help="Key prefix of the federation.",
+)
 @click.option("--git-remote", metavar="URL", help="Default git remote for your datasets.")
 @click.option(
     "--client-port",
-    type=click.IntRange(1, 65535),
-    help="Embedded etcd client port (default 2379 or a free one).",
+    type=setting_range("etcd.client_port"),
+    help=f"Embedded etcd client port (default {config_default('etcd.client_port')} or a free one).",
 )
 @click.option(
-    "--peer-port", type=click.IntRange(1, 65535), help="Embedded etcd peer port (default 2380 or a free one)."
+    "--peer-port",
+    type=setting_range("etcd.peer_port"),
+    help=f"Embedded etcd peer port (default {config_default('etcd.peer_port')} or a free one).",
 )
 @click.option(
     "--presence-ttl",
-    type=click.IntRange(2, 9_000_000_000),
-    help="Presence lease TTL in seconds (default 10).",
+    type=setting_range("node.presence_ttl"),
+    help=f"Presence lease TTL in seconds (default {config_default('node.presence_ttl')}).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
 def init(
