@@ -83,3 +83,27 @@ def test_declaring_runner_options_loads_no_runner() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_one_picker_serves_every_command() -> None:
+    from maomao.cli import interactive, tools
+
+    assert _files_with("def pick(") == ["cli/interactive.py"]
+    assert tools.pick is interactive.pick
+
+
+def test_the_picker_aligns_details_and_escapes_what_etcd_said(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from maomao.cli import output
+    from maomao.cli.interactive import pick
+
+    monkeypatch.setattr(output.Globals, "interactive", property(lambda self: True))
+    options = [("a", "first"), ("longer", "second \x1b[2J")]
+    with CliRunner().isolation(input="2\n") as (_, err, *_rest):
+        chosen = pick(
+            "tool", options, option="NAME", label=lambda o: o[0], detail=lambda o: o[1], title="Tools:"
+        )
+        shown = err.getvalue().decode()
+    assert chosen == ("longer", "second \x1b[2J")
+    assert "Tools:\n    1) a       first\n    2) longer  second \\x1b[2J\n" in shown
