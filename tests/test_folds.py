@@ -107,3 +107,25 @@ def test_the_picker_aligns_details_and_escapes_what_etcd_said(monkeypatch) -> No
         shown = err.getvalue().decode()
     assert chosen == ("longer", "second \x1b[2J")
     assert "Tools:\n    1) a       first\n    2) longer  second \\x1b[2J\n" in shown
+
+
+def test_global_options_are_parsed_once_and_listed_in_help(capsys) -> None:  # type: ignore[no-untyped-def]
+    from maomao.cli import run, split_globals
+    from maomao.cli.app import app
+    from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS
+
+    assert {p.name for p in app.params} == {"version"}  # no ignored click twins
+    assert run(["--help"]) == 0
+    shown = capsys.readouterr().out
+    for option in GLOBAL_OPTIONS:
+        assert option.flag in shown and option.help in shown
+    GLOBALS.reset()
+    try:
+        rest = split_globals(["members", "--json", "--home=/h", "x", "--no-input", "--", "--json"])
+        assert rest == ["members", "x", "--", "--json"]
+        assert (GLOBALS.json, GLOBALS.home, GLOBALS.no_input) == (True, "/h", True)
+        assert split_globals(["--home", "/other", "--json=1"]) == ["--json=1"] and GLOBALS.home == "/other"
+    finally:
+        GLOBALS.reset()
+    assert run(["members", "--home"]) == 2
+    assert "--home needs a directory" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from maomao.cli.interactive import ask
-from maomao.cli.output import GLOBALS, emit, emit_line, note, table, warn
+from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, emit, emit_line, note, table, warn
 from maomao.config import SETTINGS_BY_NAME, Config, check_home, resolve_home
 from maomao.config import default as config_default
 from maomao.errors import ConfigError, UsageError
@@ -57,6 +57,14 @@ class LazyGroup(click.Group):
         "pipeline": "maomao.cli.tools:pipeline_group",
     }
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The global options first: the entry point parses them (anywhere on the line),
+        not click, so they are listed here rather than declared as click options."""
+        rows = [(f"{o.flag} {o.metavar}".rstrip(), o.help) for o in GLOBAL_OPTIONS]
+        with formatter.section("Global options (anywhere on the line)"):
+            formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
 
@@ -76,12 +84,9 @@ class LazyGroup(click.Group):
     invoke_without_command=True,
     help="maomao: collect microservice-hub data, share it through git and etcd, with no central server.",
 )
-@click.option("--home", metavar="DIR", help="Operator home (default $MAO_HOME or ~/.maomao).")
-@click.option("--json", "json_out", is_flag=True, help="Machine output: one JSON document on stdout.")
-@click.option("--no-input", is_flag=True, help="Never prompt (also when stdin is no terminal).")
 @click.version_option(package_name="maomao", prog_name="maomao", message="%(prog)s %(version)s")
 @click.pass_context
-def app(ctx: click.Context, home: str | None, json_out: bool, no_input: bool) -> None:
+def app(ctx: click.Context) -> None:
     """Global options go anywhere on the command line."""
     if ctx.invoked_subcommand is None:
         if GLOBALS.interactive:
