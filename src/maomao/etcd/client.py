@@ -116,8 +116,7 @@ class Store:
     async def connect(self) -> None:
         await self._client.connect()
         self._connected = True
-        if self._user:
-            await self._guard(self._authenticate)
+        await self.reauthenticate()  # the first login, when there is a user
 
     async def close(self) -> None:
         if self._connected:
