@@ -204,3 +204,48 @@ def test_an_unreadable_password_file_is_named(home: Path) -> None:
     (home / "etcd.password").mkdir(mode=0o700)
     result = mao(home, "members")
     assert_one_line_error(result, str(home / "etcd.password"))
+
+
+# -- each setting declared once ----------------------------------------------------------------
+
+
+def test_each_config_attribute_is_filled_by_exactly_one_setting() -> None:
+    import dataclasses
+
+    from maomao.config import SETTINGS, Config
+
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    assert sorted(s.attr for s in SETTINGS) == sorted(set(fields) - {"home"})
+    for setting in SETTINGS:
+        if setting.name != "operator":  # required: no default
+            assert fields[setting.attr].default == setting.default, setting.name
+
+
+def test_every_setting_goes_to_the_file_and_back(tmp_path: Path) -> None:
+    """to_file and load are derived from the settings: a value of each survives a save."""
+    from maomao import config
+
+    written = config.Config(
+        home=tmp_path, operator="bob", endpoints=("http://127.0.0.1:9",), etcd_user="u",
+        git_remote="file:///srv/{hub}/{dataset}", git_ssh_key="/k", presence_ttl=7, api_port=9000,
+        api_publish_roots=("/a", "/b"), stop_grace=3.5, import_dir_setting="/imp", etcd_timeout=2.0,
+        client_port=1234, peer_port=1235, namespace="/fed",
+    )  # fmt: skip
+    config.save(written)
+    assert config.load(tmp_path) == written
+    assert config.load(tmp_path, {"node.presence_ttl": "9"}).presence_ttl == 9
+
+
+def test_init_options_take_their_defaults_and_ranges_from_the_settings() -> None:
+    import click
+
+    from maomao.cli.app import init
+    from maomao.config import SETTINGS_BY_NAME
+
+    options = {p.name: p for p in init.params}
+    assert options["namespace"].default == SETTINGS_BY_NAME["namespace"].default
+    for option, name in (("presence_ttl", "node.presence_ttl"), ("client_port", "etcd.client_port")):
+        kind = options[option].type
+        assert isinstance(kind, click.IntRange)
+        assert (kind.min, kind.max) == (SETTINGS_BY_NAME[name].low, SETTINGS_BY_NAME[name].high)
+        assert f"default {SETTINGS_BY_NAME[name].default}" in (options[option].help or "")

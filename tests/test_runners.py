@@ -18,7 +18,7 @@ import pytest
 
 from maomao.errors import EXIT_USAGE, InvalidValue, UsageError
 from maomao.runners import (
-    RUNNERS,
+    RUNNER_NAMES,
     ContainerRunner,
     Limits,
     ProcessRunner,
@@ -393,7 +393,7 @@ def test_container_unavailable_says_why(tmp_path: Path) -> None:
 # -- registry ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(RUNNERS))
+@pytest.mark.parametrize("name", RUNNER_NAMES)
 def test_get_runner(name: str) -> None:
     runner = get_runner(name)
     assert isinstance(runner, Runner) and runner.name == name
@@ -528,3 +528,20 @@ def test_a_probe_runs_once_per_process_not_per_runner(tmp_path: Path, fake_engin
         assert ContainerRunner(executable=fake).available()  # a new runner each time, as per run
     calls = [json.loads(line)["argv"] for line in record.read_text().splitlines()]
     assert calls == [["info"]]
+
+
+def test_runner_probes_share_one_way_of_failing(tmp_path: Path) -> None:
+    from maomao.runners.base import Availability, probe_command
+
+    plain = tmp_path / "not-executable"
+    plain.write_text("#!/bin/sh\n")
+    refused = probe_command([str(plain), "info"], 5, "'x info'")
+    assert (
+        isinstance(refused, Availability) and refused.reason == f"cannot execute {plain}: Permission denied"
+    )
+    slow = probe_command([PY, "-c", "import time; time.sleep(30)"], 0.2, "'slow info'")
+    assert isinstance(slow, Availability) and slow.reason == "'slow info' did not answer within 0.2s"
+    answered = probe_command([PY, "-c", "print('ok')"], 10, "python")
+    assert not isinstance(answered, Availability) and answered.stdout.strip() == b"ok"
+    engine = ContainerRunner(executable=plain).available()
+    assert not engine and engine.reason == f"cannot execute {plain}: Permission denied"

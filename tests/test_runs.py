@@ -200,7 +200,7 @@ def test_pickers_in_a_terminal_list_commands_and_arguments(operator_home, tmp_pa
     )  # fmt: skip
     os.close(child)
     screen = b""
-    answers = [(b"choose", b"1\n"), (b"how many rows", b"4\n")]
+    answers = [(b"command [1]", b"1\n"), (b"how many rows", b"4\n")]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

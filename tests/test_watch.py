@@ -266,3 +266,28 @@ async def test_mao_watch_since_replays_from_that_revision(operator_home, store: 
     assert _announced_revision(result.err.splitlines(keepends=True)[0]) == second
     assert [json.loads(line)["revision"] for line in result.out.splitlines()] == [second]
     assert first < second
+
+
+async def test_a_watch_reconnect_is_counted_in_the_metrics(tmp_path: Path, ns: str) -> None:
+    from maomao import metrics
+
+    registry = metrics.enable()
+
+    def reconnects() -> float:
+        return registry.get_sample_value("mao_watch_reconnects_total") or 0.0
+
+    with private_member(tmp_path) as member:
+        async with Store([member.url], timeout=2) as store:
+            start = await store.revision() + 1
+            async with watching(store, f"{ns}/", start) as batches:
+                before_put = await store.put(f"{ns}/before", "1")
+                await take(batches, reaches(before_put))
+                counted = reconnects()  # other watches of this process may have counted before
+                await asyncio.to_thread(member.kill)
+                await asyncio.to_thread(member.start)
+                after = await eventually(
+                    lambda: store.put(f"{ns}/after", "2"), 10, "a write after the restart",
+                    retry_on=(Unavailable,),
+                )  # fmt: skip
+                await take(batches, reaches(after), timeout=15)
+    assert reconnects() >= counted + 1

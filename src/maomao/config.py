@@ -29,10 +29,14 @@ Kind = Literal["text", "path", "bool", "int", "float", "urls", "paths"]
 
 @dataclass(frozen=True)
 class Setting:
-    """One configurable value: where it lives in the file, its env var, default and help,
-    and what it may hold (its kind, and for numbers the closed range allowed)."""
+    """One configurable value, declared once: where it lives in the file (*name*), the
+    :class:`Config` attribute it fills (*attr*), its env var, default and help, and what it
+    may hold (its kind, and for numbers the closed range allowed). Everything else (the
+    Config's defaults, :func:`load`, :meth:`Config.to_file`, ``mao init``'s options) is
+    derived from these."""
 
     name: str
+    attr: str
     env: str
     default: object
     help: str
@@ -41,41 +45,60 @@ class Setting:
     low: float = -math.inf
     high: float = math.inf
 
+    @property
+    def optional(self) -> bool:
+        """Whether the setting may stay unset (its default is None; empty means unset)."""
+        return self.default is None
+
 
 #: etcd's own limit on a lease TTL (seconds)
 _MAX_TTL = 9_000_000_000
 
 #: The settings, in the order `mao init` writes them. Defaults carry their unit.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("operator", "MAO_OPERATOR", None, "this operator's name ([a-z0-9][a-z0-9-]{0,62})"),
-    Setting("namespace", "MAO_NAMESPACE", "/maomao", "key prefix of the federation in etcd"),
-    Setting("etcd.endpoints", "MAO_ETCD", (), "etcd client URLs, comma-separated", kind="urls"),
-    Setting("etcd.embedded", "MAO_EMBEDDED", False, "start a single-member etcd with the node", kind="bool"),
-    Setting("etcd.client_port", "MAO_ETCD_CLIENT_PORT", 2379, "embedded etcd client port",
+    Setting("operator", "operator", "MAO_OPERATOR", None, "this operator's name ([a-z0-9][a-z0-9-]{0,62})"),
+    Setting("namespace", "namespace", "MAO_NAMESPACE", "/maomao", "key prefix of the federation in etcd"),
+    Setting("etcd.endpoints", "endpoints", "MAO_ETCD", (), "etcd client URLs, comma-separated", kind="urls"),
+    Setting("etcd.embedded", "embedded", "MAO_EMBEDDED", False, "start a single-member etcd with the node",
+            kind="bool"),
+    Setting("etcd.client_port", "client_port", "MAO_ETCD_CLIENT_PORT", 2379, "embedded etcd client port",
             kind="int", low=1, high=65535),
-    Setting("etcd.peer_port", "MAO_ETCD_PEER_PORT", 2380, "embedded etcd peer port",
+    Setting("etcd.peer_port", "peer_port", "MAO_ETCD_PEER_PORT", 2380, "embedded etcd peer port",
             kind="int", low=1, high=65535),
-    Setting("etcd.user", "MAO_ETCD_USER", None, "etcd user (password in HOME/etcd.password, mode 0600)"),
-    Setting("etcd.timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds",
+    Setting("etcd.user", "etcd_user", "MAO_ETCD_USER", None,
+            "etcd user (password in HOME/etcd.password, mode 0600)"),
+    Setting("etcd.timeout", "etcd_timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds",
             kind="float", low=0.001, high=3600),
-    Setting("git.remote", "MAO_GIT_REMOTE", None,
+    Setting("git.remote", "git_remote", "MAO_GIT_REMOTE", None,
             "default git remote of datasets ({hub}, {dataset}, {operator} expand)"),
-    Setting("git.ssh_key", "MAO_GIT_SSH_KEY", None, "private ssh key git uses to push (stays local)",
-            kind="path"),
-    Setting("node.presence_ttl", "MAO_PRESENCE_TTL", 10, "lease TTL of the presence key", "seconds",
-            kind="int", low=2, high=_MAX_TTL),
-    Setting("api.port", "MAO_API_PORT", 8765, "port of the node's HTTP API on 127.0.0.1",
+    Setting("git.ssh_key", "git_ssh_key", "MAO_GIT_SSH_KEY", None,
+            "private ssh key git uses to push (stays local)", kind="path"),
+    Setting("node.presence_ttl", "presence_ttl", "MAO_PRESENCE_TTL", 10, "lease TTL of the presence key",
+            "seconds", kind="int", low=2, high=_MAX_TTL),
+    Setting("api.port", "api_port", "MAO_API_PORT", 8765, "port of the node's HTTP API on 127.0.0.1",
             kind="int", low=1, high=65535),
-    Setting("api.publish_roots", "MAO_API_PUBLISH_ROOTS", (),
+    Setting("api.publish_roots", "api_publish_roots", "MAO_API_PUBLISH_ROOTS", (),
             "directories the API may publish from, besides the home's dataset trees (comma-separated)",
             kind="paths"),
-    Setting("node.stop_grace", "MAO_STOP_GRACE", 10.0,
+    Setting("node.stop_grace", "stop_grace", "MAO_STOP_GRACE", 10.0,
             "on SIGTERM, how long running runs may go on before they are cancelled", "seconds",
             kind="float", low=0, high=86400),
-    Setting("import_dir", "MAO_IMPORT_DIR", None, "where retrieved snapshots go (default HOME/imports)",
-            kind="path"),
+    Setting("import_dir", "import_dir_setting", "MAO_IMPORT_DIR", None,
+            "where retrieved snapshots go (default HOME/imports)", kind="path"),
 )  # fmt: skip
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+_SETTINGS_BY_ATTR = {s.attr: s for s in SETTINGS}
+
+
+def default(name: str) -> Any:
+    """The default of the setting *name* (``"node.presence_ttl"`` → 10)."""
+    return SETTINGS_BY_NAME[name].default
+
+
+def _default_of(attr: str) -> Any:
+    return _SETTINGS_BY_ATTR[attr].default
+
+
 #: The placeholders a ``git.remote`` template may use.
 REMOTE_PLACEHOLDERS = ("hub", "dataset", "operator")
 
@@ -103,26 +126,29 @@ def check_home(home: Path) -> None:
 
 @dataclass(frozen=True)
 class Config:
+    """The resolved settings of one home; each attribute is filled by one :data:`SETTINGS`
+    entry (its ``attr``), whose default it takes."""
+
     home: Path
     operator: str
-    namespace: str = "/maomao"
-    endpoints: tuple[str, ...] = ()
-    embedded: bool = False
-    client_port: int = 2379
-    peer_port: int = 2380
-    etcd_timeout: float = 5.0
-    etcd_user: str | None = None
-    git_remote: str | None = None
-    git_ssh_key: str | None = None
-    presence_ttl: int = 10
-    api_port: int = 8765
-    api_publish_roots: tuple[str, ...] = ()
-    stop_grace: float = 10.0
-    import_dir_setting: str | None = field(default=None, repr=False)
+    namespace: str = _default_of("namespace")
+    endpoints: tuple[str, ...] = _default_of("endpoints")
+    embedded: bool = _default_of("embedded")
+    client_port: int = _default_of("client_port")
+    peer_port: int = _default_of("peer_port")
+    etcd_timeout: float = _default_of("etcd_timeout")
+    etcd_user: str | None = _default_of("etcd_user")
+    git_remote: str | None = _default_of("git_remote")
+    git_ssh_key: str | None = _default_of("git_ssh_key")
+    presence_ttl: int = _default_of("presence_ttl")
+    api_port: int = _default_of("api_port")
+    api_publish_roots: tuple[str, ...] = _default_of("api_publish_roots")
+    stop_grace: float = _default_of("stop_grace")
+    import_dir_setting: str | None = field(default=_default_of("import_dir_setting"), repr=False)
 
     def __post_init__(self) -> None:
-        for name, attr in _FIELDS.items():
-            check_value(SETTINGS_BY_NAME[name], getattr(self, attr))
+        for setting in SETTINGS:
+            check_value(setting, getattr(self, setting.attr))
         if self.git_remote:
             check_remote_template(self.git_remote)
         validate_name(self.operator, "operator")
@@ -182,26 +208,18 @@ class Config:
         }
 
     def to_file(self) -> dict[str, Any]:
-        """The TOML document written by ``mao init``."""
-        doc: dict[str, Any] = {
-            "operator": self.operator,
-            "namespace": self.namespace,
-            "etcd": {
-                "endpoints": list(self.endpoints),
-                "embedded": self.embedded,
-                "client_port": self.client_port,
-                "peer_port": self.peer_port,
-                "timeout": self.etcd_timeout,
-                **({"user": self.etcd_user} if self.etcd_user else {}),
-            },
-            "node": {"presence_ttl": self.presence_ttl, "stop_grace": self.stop_grace},
-            "api": {"port": self.api_port, "publish_roots": list(self.api_publish_roots)},
-        }
-        git = {k: v for k, v in (("remote", self.git_remote), ("ssh_key", self.git_ssh_key)) if v}
-        if git:
-            doc["git"] = git
-        if self.import_dir_setting:
-            doc["import_dir"] = self.import_dir_setting
+        """The TOML document written by ``mao init``: every setting, in :data:`SETTINGS`
+        order, but those left unset."""
+        doc: dict[str, Any] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.attr)
+            if setting.optional and not value:
+                continue
+            *tables, key = setting.name.split(".")
+            node = doc
+            for table in tables:
+                node = node.setdefault(table, {})
+            node[key] = list(value) if isinstance(value, tuple) else value
         return doc
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,26 +248,6 @@ def split_endpoints(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]
     if isinstance(value, str):
         return tuple(p for p in (x.strip() for x in value.split(",")) if p)
     return tuple(value)
-
-
-#: Which setting each field of :class:`Config` holds.
-_FIELDS = {
-    "operator": "operator",
-    "namespace": "namespace",
-    "etcd.endpoints": "endpoints",
-    "etcd.embedded": "embedded",
-    "etcd.client_port": "client_port",
-    "etcd.peer_port": "peer_port",
-    "etcd.timeout": "etcd_timeout",
-    "etcd.user": "etcd_user",
-    "git.remote": "git_remote",
-    "git.ssh_key": "git_ssh_key",
-    "node.presence_ttl": "presence_ttl",
-    "api.port": "api_port",
-    "api.publish_roots": "api_publish_roots",
-    "node.stop_grace": "stop_grace",
-    "import_dir": "import_dir_setting",
-}
 
 
 def _lookup(doc: Mapping[str, Any], dotted: str) -> object:
@@ -406,24 +404,18 @@ def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
         values[setting.name] = setting.default if value is None else value
     if not values["operator"]:
         raise ConfigError(f"{path} names no operator")
-    return Config(
-        home=home,
-        operator=str(values["operator"]),
-        namespace=str(values["namespace"]),
-        endpoints=tuple(values["etcd.endpoints"]),  # type: ignore[arg-type]
-        embedded=bool(values["etcd.embedded"]),
-        client_port=int(values["etcd.client_port"]),  # type: ignore[call-overload]
-        peer_port=int(values["etcd.peer_port"]),  # type: ignore[call-overload]
-        etcd_timeout=float(values["etcd.timeout"]),  # type: ignore[arg-type]
-        etcd_user=values["etcd.user"] or None,  # type: ignore[arg-type]
-        git_remote=values["git.remote"] or None,  # type: ignore[arg-type]
-        git_ssh_key=values["git.ssh_key"] or None,  # type: ignore[arg-type]
-        presence_ttl=int(values["node.presence_ttl"]),  # type: ignore[call-overload]
-        api_port=int(values["api.port"]),  # type: ignore[call-overload]
-        api_publish_roots=tuple(values["api.publish_roots"]),  # type: ignore[arg-type]
-        stop_grace=float(values["node.stop_grace"]),  # type: ignore[arg-type]
-        import_dir_setting=values["import_dir"] or None,  # type: ignore[arg-type]
-    )
+    return Config(home=home, **{s.attr: _field_value(s, values[s.name]) for s in SETTINGS})
+
+
+def _field_value(setting: Setting, value: object) -> Any:
+    """A checked setting's value as its :class:`Config` attribute holds it."""
+    if setting.kind in ("urls", "paths"):
+        return tuple(value)  # type: ignore[arg-type]
+    if setting.kind == "float":
+        return float(value)  # type: ignore[arg-type]
+    if setting.optional:
+        return value or None  # an empty string is "not set"
+    return value
 
 
 def save(config: Config, *, force: bool = False) -> Path:

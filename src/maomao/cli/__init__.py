@@ -10,14 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from maomao.cli.output import GLOBALS, fail
+from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, fail
 from maomao.errors import EXIT_USAGE, MaoError, UsageError
 
-_FLAGS = {"--json": "json", "--no-input": "no_input"}
+_BY_FLAG = {option.flag: option for option in GLOBAL_OPTIONS}
 
 
 def split_globals(argv: Sequence[str]) -> list[str]:
-    """Take the global options out of *argv* (into ``GLOBALS``); return the rest."""
+    """Take the global options (:data:`GLOBAL_OPTIONS`) out of *argv* into ``GLOBALS``;
+    return the rest. This is the only place they are parsed."""
     rest: list[str] = []
     args = list(argv)
     i = 0
@@ -26,17 +27,19 @@ def split_globals(argv: Sequence[str]) -> list[str]:
         if arg == "--":
             rest.extend(args[i:])
             break
-        if arg in _FLAGS:
-            setattr(GLOBALS, _FLAGS[arg], True)
-        elif arg == "--home":
-            if i + 1 >= len(args):
-                raise UsageError("--home needs a directory")
-            GLOBALS.home = args[i + 1]
-            i += 1
-        elif arg.startswith("--home="):
-            GLOBALS.home = arg.split("=", 1)[1]
-        else:
+        flag, equals, value = arg.partition("=")
+        option = _BY_FLAG.get(flag if equals else arg)
+        if option is None or (equals and not option.metavar):
             rest.append(arg)
+        elif not option.metavar:
+            setattr(GLOBALS, option.attr, True)
+        elif equals:
+            setattr(GLOBALS, option.attr, value)
+        elif i + 1 >= len(args):
+            raise UsageError(f"{option.flag} needs {option.value}")
+        else:
+            setattr(GLOBALS, option.attr, args[i + 1])
+            i += 1
         i += 1
     if os.environ.get("MAO_NO_INPUT"):
         GLOBALS.no_input = True

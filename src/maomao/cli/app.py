@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 import click
 
 from maomao.cli.interactive import ask
-from maomao.cli.output import GLOBALS, emit, emit_line, note, table, warn
-from maomao.config import Config, check_home, resolve_home
+from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, emit, emit_line, note, table, warn
+from maomao.config import SETTINGS_BY_NAME, Config, check_home, resolve_home
+from maomao.config import default as config_default
 from maomao.errors import ConfigError, UsageError
 
 T = TypeVar("T")
@@ -36,6 +37,12 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def setting_range(name: str) -> click.IntRange:
+    """The values an integer setting allows, as a click type (the range declared in config)."""
+    setting = SETTINGS_BY_NAME[name]
+    return click.IntRange(int(setting.low), int(setting.high))
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -50,6 +57,14 @@ class LazyGroup(click.Group):
         "pipeline": "maomao.cli.tools:pipeline_group",
         "api": "maomao.cli.apitoken:api_group",
     }
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The global options first: the entry point parses them (anywhere on the line),
+        not click, so they are listed here rather than declared as click options."""
+        rows = [(f"{o.flag} {o.metavar}".rstrip(), o.help) for o in GLOBAL_OPTIONS]
+        with formatter.section("Global options (anywhere on the line)"):
+            formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -70,12 +85,9 @@ class LazyGroup(click.Group):
     invoke_without_command=True,
     help="maomao: collect microservice-hub data, share it through git and etcd, with no central server.",
 )
-@click.option("--home", metavar="DIR", help="Operator home (default $MAO_HOME or ~/.maomao).")
-@click.option("--json", "json_out", is_flag=True, help="Machine output: one JSON document on stdout.")
-@click.option("--no-input", is_flag=True, help="Never prompt (also when stdin is no terminal).")
 @click.version_option(package_name="maomao", prog_name="maomao", message="%(prog)s %(version)s")
 @click.pass_context
-def app(ctx: click.Context, home: str | None, json_out: bool, no_input: bool) -> None:
+def app(ctx: click.Context) -> None:
     """Global options go anywhere on the command line."""
     if ctx.invoked_subcommand is None:
         if GLOBALS.interactive:
@@ -95,20 +107,27 @@ def etcd_group() -> None:
 @click.option("--operator", help="Your operator name ([a-z0-9][a-z0-9-]{0,62}).")
 @click.option("--embedded", is_flag=True, help="Run a single-member etcd with the node.")
 @click.option("--etcd", metavar="URL[,URL…]", help="Join an existing etcd cluster.")
-@click.option("--namespace", default="/maomao", show_default=True, help="Key prefix of the federation.")
+@click.option(
+    "--namespace",
+    default=config_default("namespace"),
+    show_default=True,
+    help="Key prefix of the federation.",
+)
 @click.option("--git-remote", metavar="URL", help="Default git remote for your datasets.")
 @click.option(
     "--client-port",
-    type=click.IntRange(1, 65535),
-    help="Embedded etcd client port (default 2379 or a free one).",
+    type=setting_range("etcd.client_port"),
+    help=f"Embedded etcd client port (default {config_default('etcd.client_port')} or a free one).",
 )
 @click.option(
-    "--peer-port", type=click.IntRange(1, 65535), help="Embedded etcd peer port (default 2380 or a free one)."
+    "--peer-port",
+    type=setting_range("etcd.peer_port"),
+    help=f"Embedded etcd peer port (default {config_default('etcd.peer_port')} or a free one).",
 )
 @click.option(
     "--presence-ttl",
-    type=click.IntRange(2, 9_000_000_000),
-    help="Presence lease TTL in seconds (default 10).",
+    type=setting_range("node.presence_ttl"),
+    help=f"Presence lease TTL in seconds (default {config_default('node.presence_ttl')}).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
 def init(

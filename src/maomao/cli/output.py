@@ -32,6 +32,25 @@ class Globals:
 GLOBALS = Globals()
 
 
+@dataclass(frozen=True)
+class GlobalOption:
+    """An option every command takes, anywhere on the line: the CLI's entry point takes it
+    out of argv into :data:`GLOBALS` before click parses the rest; ``mao --help`` lists it."""
+
+    flag: str
+    attr: str  # the field of Globals it sets
+    help: str
+    metavar: str = ""  # empty for a flag; else it takes a value (``--home DIR``, ``--home=DIR``)
+    value: str = ""  # what the value is, for the error when it is missing
+
+
+GLOBAL_OPTIONS = (
+    GlobalOption("--home", "home", "Operator home (default $MAO_HOME or ~/.maomao).", "DIR", "a directory"),
+    GlobalOption("--json", "json", "Machine output: one JSON document on stdout."),
+    GlobalOption("--no-input", "no_input", "Never prompt (also when stdin is no terminal)."),
+)
+
+
 #: C0 and C1 controls, DEL, and the Unicode line/paragraph separators and bidi overrides
 #: that can rewrite what a terminal shows. Tab and newline are kept only where the text
 #: is ours (:func:`printable` with ``keep_newlines``).

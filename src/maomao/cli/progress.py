@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from maomao.cli.output import GLOBALS
 
-ProgressCallback = Callable[[str, int, int], None]
+if TYPE_CHECKING:  # the git layer's type: importing it at run time would load the git layer
+    from maomao.gitstore.progress import ProgressCallback
 
 
 @contextlib.contextmanager

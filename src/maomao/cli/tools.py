@@ -18,15 +18,15 @@ import click
 from maomao.cli.app import CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
+from maomao.cli.interactive import pick
 from maomao.cli.output import GLOBALS, emit, note, table, warn
 from maomao.errors import UsageError
+from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
 if TYPE_CHECKING:
     from maomao.config import Config
     from maomao.manifest import Command, Manifest
     from maomao.models import RunRecord
-
-RUNNER_CHOICES = ("process", "sandbox", "container")
 
 
 def _short(commit: str) -> str:
@@ -34,16 +34,6 @@ def _short(commit: str) -> str:
 
 
 # -- pickers ---------------------------------------------------------------------------------------
-
-
-def pick(title: str, options: Sequence[tuple[str, str]]) -> str:
-    """A numbered menu on stderr; returns the chosen value."""
-    note(title)
-    width = max(len(value) for value, _ in options)
-    for number, (value, detail) in enumerate(options, start=1):
-        note(f"  {number:>2}) {value.ljust(width)}  {detail}".rstrip())
-    index: int = click.prompt("choose", type=click.IntRange(1, len(options)), err=True)
-    return options[index - 1][0]
 
 
 def ask_arguments(command: Command, given: dict[str, str], *, every: bool) -> dict[str, str]:
@@ -56,8 +46,12 @@ def ask_arguments(command: Command, given: dict[str, str], *, every: bool) -> di
         label = f"{arg.name}{' (' + arg.help + ')' if arg.help else ''}"
         if arg.choices:
             values[arg.name] = pick(
-                f"{label}:",
-                [(choice, "default" if choice == arg.default else "") for choice in arg.choices],
+                arg.name,
+                arg.choices,
+                option=f"-a {arg.name}=VALUE",
+                detail=lambda choice: "default" if choice == arg.default else "",  # noqa: B023 (used at once)
+                title=f"{label}:",
+                default=arg.choices.index(arg.default) + 1 if arg.default in arg.choices else 1,
             )
             continue
         # an optional argument without a default may be left empty (Enter skips it)
@@ -207,7 +201,7 @@ def tool_install(name: str, ref: str | None) -> None:
 @click.option("--hub", metavar="HUB", help="Hub the data is about (default: the tool's).")
 @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
 @click.option("--no-publish", is_flag=True, help="Keep the output local: do not publish it.")
-@click.option("--runner", type=click.Choice(RUNNER_CHOICES), default="process", show_default=True)
+@click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -290,10 +284,15 @@ def _pick_tool(config: Config) -> str:
     entries = _arun(list_tools(config))
     if not entries:
         raise UsageError("no tool is registered yet: mao tool add NAME --repo URL")
-    return pick(
-        "Tools:",
-        [(e.record.name, f"{e.record.operator}  {e.record.description}".rstrip()) for e in entries],
+    chosen = pick(
+        "tool",
+        entries.items,
+        option="argument NAME",
+        label=lambda e: e.record.name,
+        detail=lambda e: f"{e.record.operator}  {e.record.description}".rstrip(),
+        title="Tools:",
     )
+    return chosen.record.name
 
 
 def _pick_command(
@@ -309,9 +308,13 @@ def _pick_command(
             command = manifest.commands[0].name
         else:
             command = pick(
-                f"Commands of {name}:",
-                [(c.name, c.description) for c in manifest.commands],
-            )
+                "command",
+                manifest.commands,
+                option="argument COMMAND",
+                label=lambda c: c.name,
+                detail=lambda c: c.description,
+                title=f"Commands of {name}:",
+            ).name
     chosen = manifest.command(command)
     return command, ask_arguments(chosen, args, every=every)
 
@@ -478,7 +481,7 @@ def pipeline_remove(name: str) -> None:
 @click.argument("name")
 @click.option("--hub", metavar="HUB", help="Hub of steps that name none (default: the pipeline's).")
 @click.option("--no-publish", is_flag=True, help="Keep every step's output local.")
-@click.option("--runner", type=click.Choice(RUNNER_CHOICES), default="process", show_default=True)
+@click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
 def pipeline_run(name: str, hub: str | None, no_publish: bool, runner: str) -> None:
     """Run every step of pipeline NAME in order; the first failing step stops it."""
     from maomao.models import PipelineStep

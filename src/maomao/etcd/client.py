@@ -116,8 +116,7 @@ class Store:
     async def connect(self) -> None:
         await self._client.connect()
         self._connected = True
-        if self._user:
-            await self._guard(self._authenticate)
+        await self.reauthenticate()  # the first login, when there is a user
 
     async def close(self) -> None:
         if self._connected:
@@ -142,9 +141,9 @@ class Store:
                 # every call passes timeout=, which etcd3aio applies to the whole retry loop
                 return await fn()
             except EtcdUnauthenticatedError as exc:
-                if attempt == 1 and self._user:
+                if attempt == 1 and self.authenticates:
                     log.info("etcd token refused, authenticating again")
-                    await self._guard(self._authenticate)
+                    await self.reauthenticate()
                     continue
                 raise PermissionDenied(f"etcd refused the credentials: {exc}") from None
             except BaseException as exc:

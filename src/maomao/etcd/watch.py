@@ -24,6 +24,7 @@ import grpc.aio
 from etcd3aio import prefix_range_end
 from etcd3aio._protobuf import WatchCreateRequest, WatchRequest
 
+from maomao import metrics
 from maomao.errors import MaoError, PermissionDenied, Unavailable
 from maomao.etcd.client import is_transient, is_unauthenticated
 from maomao.etcd.types import Event, WatchBatch
@@ -63,12 +64,16 @@ class Watch:
     async def _run(self) -> AsyncGenerator[WatchBatch, None]:
         store = self._store
         backoff = _BACKOFF_FIRST
+        broken = False  # the last stream broke or ended: the next one that answers is a reconnect
         while True:
             compacted = 0
             try:
                 async with contextlib.aclosing(self._stream()) as stream:
                     async for resp in stream:
                         backoff = _BACKOFF_FIRST
+                        if broken:
+                            broken = False
+                            metrics.watch_reconnected()
                         if not resp.canceled:
                             self._logins = 0
                         if resp.compact_revision > 0:
@@ -91,6 +96,7 @@ class Watch:
                         log.info(
                             "watch on %s ended by the server; resuming at %d", self.key, self.next_revision
                         )
+                        broken = True
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, _BACKOFF_MAX)
             except grpc.aio.AioRpcError as exc:
@@ -103,6 +109,7 @@ class Watch:
                     "watch on %s broken (%s); resuming at %d in %.2f s",
                     self.key, exc.code().name, self.next_revision, backoff,
                 )  # fmt: skip
+                broken = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue

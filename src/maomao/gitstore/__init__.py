@@ -39,7 +39,6 @@ from maomao.gitstore.fetch import FetchResult, fetch_commit
 from maomao.gitstore.progress import ProgressCallback, parse_progress_line
 from maomao.gitstore.push import PushResult, push
 from maomao.gitstore.snapshot import (
-    FileEntry,
     Snapshot,
     compute_snapshot,
     control_metric,
@@ -64,6 +63,7 @@ from maomao.gitstore.worktree import (
     remote_url,
     set_remote,
 )
+from maomao.models import FileEntry
 
 __all__ = [
     "DEFAULT_BRANCH",

@@ -11,26 +11,19 @@ place" works.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from maomao.errors import AlreadyExists, InvalidValue
+from maomao.errors import AlreadyExists
 from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
 from maomao.gitstore.errors import GitError, GitUnreachable
+from maomao.gitstore.refs import CLONE_REFSPECS, DEFAULT_REMOTE, HEX_RE, tag_ref, tracking_ref
+from maomao.gitstore.refs import validate_ref as validate_ref
 from maomao.gitstore.runner import run_git
-from maomao.gitstore.worktree import DEFAULT_REMOTE, is_repo, remote_url
+from maomao.gitstore.worktree import is_repo, remote_url
 
-#: Where the remote's branches, tags and HEAD land in the checkout.
-_REFSPECS = (
-    "+refs/heads/*:refs/remotes/origin/*",
-    "+refs/tags/*:refs/tags/*",
-)
 _REMOTE_HEAD = "refs/maomao/remote-head"
-#: A ref a user may name: a branch or tag name, or a commit id; never option-like.
-_REF_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?<![./])(?<!\.lock)")
-_HEX_RE = re.compile(r"[0-9a-f]{7,64}")
 
 
 class RefNotFound(GitError):
@@ -42,13 +35,6 @@ class RefNotFound(GitError):
         super().__init__(f"no branch, tag or commit {ref!r} in {url}", command="git fetch")
         self.url = url
         self.ref = ref
-
-
-def validate_ref(ref: str) -> str:
-    """A branch, tag or commit name that git accepts and that cannot pass for an option."""
-    if not _REF_RE.fullmatch(ref):
-        raise InvalidValue(f"invalid git ref {ref!r}: a branch, tag or commit id is expected")
-    return ref
 
 
 def clone_or_update(
@@ -105,7 +91,7 @@ def _fetch_and_checkout(
 ) -> str:
     shown = redact_url(url)
     fetched = run_git(
-        ["fetch", "-q", "--prune", "--no-tags", DEFAULT_REMOTE, *_REFSPECS, f"+HEAD:{_REMOTE_HEAD}"],
+        ["fetch", "-q", "--prune", "--no-tags", DEFAULT_REMOTE, *CLONE_REFSPECS, f"+HEAD:{_REMOTE_HEAD}"],
         cwd=repo,
         ssh=ssh,
         timeout=timeout,
@@ -116,7 +102,7 @@ def _fetch_and_checkout(
         if ref is None:
             raise GitError(f"{shown} has no default branch: name a --ref", command="git fetch")
         fetched = run_git(
-            ["fetch", "-q", "--prune", "--no-tags", DEFAULT_REMOTE, *_REFSPECS],
+            ["fetch", "-q", "--prune", "--no-tags", DEFAULT_REMOTE, *CLONE_REFSPECS],
             cwd=repo,
             ssh=ssh,
             timeout=timeout,
@@ -125,7 +111,7 @@ def _fetch_and_checkout(
     if not fetched.ok:
         raise GitUnreachable(shown, fetched.reason, command="git fetch")
     commit = _resolve(repo, ref or _REMOTE_HEAD)
-    if commit is None and ref is not None and _HEX_RE.fullmatch(ref):
+    if commit is None and ref is not None and HEX_RE.fullmatch(ref):
         # A commit that no branch or tag reaches: ask for it by id (protocol v2 servers allow it).
         by_id = run_git(
             ["fetch", "-q", "--no-tags", DEFAULT_REMOTE, ref], cwd=repo, ssh=ssh, timeout=timeout, check=False
@@ -146,8 +132,8 @@ def _resolve(repo: Path, ref: str) -> str | None:
     if ref.startswith("refs/"):
         candidates = [ref]
     else:
-        candidates = [f"refs/remotes/{DEFAULT_REMOTE}/{ref}", f"refs/tags/{ref}"]
-        if _HEX_RE.fullmatch(ref):
+        candidates = [tracking_ref(DEFAULT_REMOTE, ref), tag_ref(ref)]
+        if HEX_RE.fullmatch(ref):
             candidates.append(ref)
     for candidate in candidates:
         result = run_git(["rev-parse", "-q", "--verify", f"{candidate}^{{commit}}"], cwd=repo, check=False)

@@ -27,12 +27,10 @@ from maomao.errors import AlreadyExists, InvalidValue
 from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
 from maomao.gitstore.errors import CommitNotFound, GitError, GitUnreachable
 from maomao.gitstore.progress import ProgressCallback
+from maomao.gitstore.refs import CLONE_REFSPECS, validate_commit
 from maomao.gitstore.runner import progress_flag, run_git
 from maomao.gitstore.snapshot import MODE_GITLINK, MODE_LINK, link_problem, nested_repository_message
-from maomao.gitstore.worktree import committed_entries, head, validate_commit
-
-#: What a clone fetches: every branch and every tag.
-_CLONE_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+from maomao.gitstore.worktree import committed_entries, head
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ def _fetch_into(
         return True
     # The server would not hand out a commit by id: fetch what a clone would.
     full = run_git(
-        ["fetch", "--no-tags", *progress_flag(progress), url, *_CLONE_REFSPECS],
+        ["fetch", "--no-tags", *progress_flag(progress), url, *CLONE_REFSPECS],
         cwd=tmp,
         ssh=ssh,
         progress=progress,

@@ -28,17 +28,28 @@ from maomao.errors import InvalidValue
 from maomao.gitstore.credentials import SshKey, check_remote_url, redact_url
 from maomao.gitstore.errors import GitError, GitUnreachable, PushRaceLost, PushRejected
 from maomao.gitstore.progress import ProgressCallback
-from maomao.gitstore.runner import GitResult, progress_flag, run_git, strip_prefix
-from maomao.gitstore.tags import TagRequest, create_tag, delete_tag, local_tags, remote_refs, tag_candidates
-from maomao.gitstore.worktree import (
+from maomao.gitstore.refs import (
     DEFAULT_BRANCH,
     DEFAULT_REMOTE,
-    current_branch,
-    head,
-    remote_url,
-    require_repo,
+    HEADS,
+    TAGS,
+    branch_ref,
+    is_remote_name,
+    tag_ref,
+    tracking_ref,
     validate_branch,
 )
+from maomao.gitstore.runner import GitResult, progress_flag, run_git, strip_prefix
+from maomao.gitstore.tags import (
+    TagRequest,
+    create_tag,
+    delete_tag,
+    family_refs,
+    local_tags,
+    remote_refs,
+    tag_candidates,
+)
+from maomao.gitstore.worktree import current_branch, head, remote_url, require_repo
 
 #: Push statuses that mean "the remote branch moved on": fetch, rebase, retry.
 _MOVED = frozenset({"fetch first", "non-fast-forward"})
@@ -51,7 +62,6 @@ _RACE_RE = re.compile(
 )
 #: Statuses that only say "another ref of this atomic push failed".
 _COMPANION = frozenset({"atomic push failed", "atomic transaction failed"})
-_REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
 _SUMMARY_RE = re.compile(r"\[(?P<kind>[^\]]+)\](?:\s+\((?P<why>.*)\))?")
 
 
@@ -117,7 +127,7 @@ def _refusal(status: _RefStatus, result: GitResult) -> str:
 
 
 def _resolve_url(path: Path, remote: str) -> str:
-    if _REMOTE_NAME_RE.fullmatch(remote):
+    if is_remote_name(remote):
         configured = remote_url(path, remote)
         if configured is not None:
             return configured
@@ -177,7 +187,8 @@ def push(
     validate_branch(branch)
     made: set[str] = set()  # local tags this call created and that have not landed
     try:
-        result = _push(path, remote, branch, url, tag, ssh, progress, attempts, jitter, timeout, made)
+        job = _Publish(path, remote, branch, url, tag, ssh, progress, timeout, made)
+        result = _push(job, attempts, jitter)
     except BaseException:
         for name in list(made):
             _drop(path, name, made)
@@ -190,11 +201,11 @@ def push(
 def _upstream_branch(path: Path, remote: str) -> str | None:
     """The branch of *remote* a publish followed before (the checked-out branch's upstream,
     see :func:`_track`), known without asking the remote."""
-    if not _REMOTE_NAME_RE.fullmatch(remote):
+    if not is_remote_name(remote):
         return None
     upstream = run_git(["rev-parse", "--symbolic-full-name", "@{upstream}"], cwd=path, check=False)
     name = upstream.stdout.strip()
-    prefix = f"refs/remotes/{remote}/"
+    prefix = tracking_ref(remote, "")
     return _valid_branch(name.removeprefix(prefix)) if upstream.ok and name.startswith(prefix) else None
 
 
@@ -202,9 +213,9 @@ def _track(path: Path, remote: str, branch: str) -> None:
     """Make the remote branch a publish followed the checked-out branch's upstream, so that
     the next publish knows it without asking the remote (``@{upstream}``)."""
     local = current_branch(path)
-    if local is None or not _REMOTE_NAME_RE.fullmatch(remote):
+    if local is None or not is_remote_name(remote):
         return
-    merge = f"refs/heads/{branch}"
+    merge = branch_ref(branch)
     configured = run_git(["config", "--get", f"branch.{local}.merge"], cwd=path, check=False)
     if configured.stdout.strip() != merge:
         run_git(["config", f"branch.{local}.remote", remote], cwd=path)
@@ -224,14 +235,14 @@ def follow_remote_branch(
     :raises GitUnreachable: the remote cannot be reached.
     """
     local = current_branch(path)
-    if local and _REMOTE_NAME_RE.fullmatch(remote):
+    if local and is_remote_name(remote):
         tracking = run_git(
-            ["rev-parse", "--verify", "-q", f"refs/remotes/{remote}/{local}"], cwd=path, check=False
+            ["rev-parse", "--verify", "-q", tracking_ref(remote, local)], cwd=path, check=False
         )
         if tracking.ok:
             return local
     listed = run_git(
-        ["ls-remote", "--symref", "--", remote, "HEAD", "refs/heads/*"],
+        ["ls-remote", "--symref", "--", remote, "HEAD", f"{HEADS}*"],
         cwd=path,
         ssh=ssh,
         timeout=timeout,
@@ -243,9 +254,9 @@ def follow_remote_branch(
     head_branch: str | None = None
     for line in listed.stdout.splitlines():
         value, _, name = line.partition("\t")
-        if value.startswith("ref: refs/heads/") and name == "HEAD":
-            head_branch = _valid_branch(value.removeprefix("ref: refs/heads/"))
-        elif name.startswith("refs/heads/") and (found := _valid_branch(name.removeprefix("refs/heads/"))):
+        if value.startswith(f"ref: {HEADS}") and name == "HEAD":
+            head_branch = _valid_branch(value.removeprefix(f"ref: {HEADS}"))
+        elif name.startswith(HEADS) and (found := _valid_branch(name.removeprefix(HEADS))):
             branches.add(found)
     if local in branches:
         return local
@@ -283,91 +294,150 @@ def _unborn_head(
             return None
         named = run_git(["symbolic-ref", "-q", "HEAD"], cwd=Path(probe), check=False)
     ref = named.stdout.strip()
-    return _valid_branch(ref.removeprefix("refs/heads/")) if ref.startswith("refs/heads/") else None
+    return _valid_branch(ref.removeprefix(HEADS)) if ref.startswith(HEADS) else None
 
 
-def _push(
-    path: Path,
-    remote: str,
-    branch: str,
-    url: str,
-    tag: TagRequest | None,
-    ssh: SshKey | None,
-    progress: ProgressCallback | None,
-    attempts: int,
-    jitter: float,
-    timeout: float | None,
-    made: set[str],
-) -> PushResult:
-    atomic = True
-    rebased = False
-    landed: str | None = None
-    remote_tags: dict[str, str] | None = None
+@dataclass
+class _Publish:
+    """One :func:`push` call: what it pushes where, and what the attempts learnt so far."""
+
+    path: Path
+    remote: str
+    branch: str
+    url: str
+    tag: TagRequest | None
+    ssh: SshKey | None
+    progress: ProgressCallback | None
+    timeout: float | None
+    made: set[str]  # local tags this call created and that have not landed
+    atomic: bool = True  # False once the remote said it does not support --atomic
+    rebased: bool = False
+    landed: str | None = None  # the commit the remote branch is known to hold
+    remote_tags: dict[str, str] | None = None  # the remote's tags of the family, once asked
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one attempt pushes: the branch at *sha*, the tag *tag_name*, or both."""
+
+    sha: str
+    tag_name: str | None
+    tag_on_remote: bool
+    push_branch: bool
+    push_tag: bool
+
+    def refspecs(self, branch: str) -> list[str]:
+        refspecs = [f"HEAD:{branch_ref(branch)}"] if self.push_branch else []
+        if self.push_tag and self.tag_name is not None:
+            refspecs.append(f"{tag_ref(self.tag_name)}:{tag_ref(self.tag_name)}")
+        return refspecs
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A refused push: its statuses, and why it is worth another attempt."""
+
+    branch_status: _RefStatus | None
+    tag_status: _RefStatus | None
+    tag_taken: bool  # the tag name landed on another commit meanwhile
+    moved: bool  # the remote branch moved on
+    raced: str  # git's words when another publisher held a lock or took a name
+
+
+def _push(job: _Publish, attempts: int, jitter: float) -> PushResult:
+    """Push, and after a refusal worth retrying, fetch, rebase and push again."""
     sha = ""
     last = ""
     for attempt in range(1, attempts + 1):
-        sha = head(path) or ""
-        tag_name: str | None = None
-        tag_on_remote = True
-        if tag is not None:
-            tag_name, tag_on_remote = _pick_tag(path, tag, sha, remote_tags, made)
-        push_branch = landed != sha
-        push_tag = tag_name is not None and not tag_on_remote and (atomic or not push_branch)
-        if not push_branch and not push_tag:
-            return PushResult(sha, branch, remote, url, rebased, attempt - 1, tag_name)
-        refspecs = [f"HEAD:refs/heads/{branch}"] if push_branch else []
-        if push_tag:
-            refspecs.append(f"refs/tags/{tag_name}:refs/tags/{tag_name}")
-        use_atomic = atomic and len(refspecs) > 1
-        options = ["--porcelain", *(["--atomic"] if use_atomic else []), *progress_flag(progress)]
-        result = run_git(
-            ["push", *options, "--", remote, *refspecs],
-            cwd=path,
-            ssh=ssh,
-            progress=progress,
-            timeout=timeout,
-            check=False,
-        )
+        plan = _plan(job)
+        sha = plan.sha
+        if not plan.push_branch and not plan.push_tag:
+            return PushResult(sha, job.branch, job.remote, job.url, job.rebased, attempt - 1, plan.tag_name)
+        refspecs = plan.refspecs(job.branch)
+        use_atomic = job.atomic and len(refspecs) > 1
+        result = _push_refs(job, refspecs, use_atomic)
         statuses = _porcelain(result.stdout)
-        branch_status = statuses.get(f"refs/heads/{branch}")
-        tag_status = statuses.get(f"refs/tags/{tag_name}") if push_tag else None
         if result.ok:
-            if push_branch:
-                landed = sha
-            if tag_name is None or tag_on_remote or push_tag:
-                return PushResult(sha, branch, remote, url, rebased, attempt, tag_name)
+            if plan.push_branch:
+                job.landed = sha
+            if plan.tag_name is None or plan.tag_on_remote or plan.push_tag:
+                return PushResult(sha, job.branch, job.remote, job.url, job.rebased, attempt, plan.tag_name)
             continue  # no atomic push here: the branch landed, the tag goes next
         if not statuses and use_atomic and "does not support --atomic" in result.stderr:
-            atomic = False
+            job.atomic = False
             continue
-        raced = _raced(result, statuses.values())
-        if not statuses and not raced:
-            raise _fail(result, url, branch, sha)
-        tag_taken = tag_status is not None and tag_status.why == "already exists"
-        moved = branch_status is not None and not branch_status.ok and branch_status.why in _MOVED
-        if not (tag_taken or moved or raced):
-            refused = next(
-                (s for s in (branch_status, tag_status) if s and not s.ok and s.why not in _COMPANION), None
-            )
-            if refused is None:
-                raise _fail(result, url, branch, sha)
-            raise PushRejected(url, branch, _refusal(refused, result), sha)
-        last = raced or next(
-            (s.why for s in (branch_status, tag_status) if s is not None and not s.ok), result.reason
+        outcome = _retryable(job, plan, result, statuses)
+        last = outcome.raced or next(
+            (s.why for s in (outcome.branch_status, outcome.tag_status) if s is not None and not s.ok),
+            result.reason,
         )
         if attempt == attempts:
             break
-        if jitter > 0:
-            # Publishers that collided would collide again in lockstep: spread them out, and
-            # before the fetch, so that the fetch-rebase-push window stays short.
-            time.sleep(random.uniform(0, jitter * 2 ** min(attempt - 1, 5)))
-        if tag is not None and (tag_taken or raced):
-            # Someone tagged another commit with this name: learn the remote's tags, pick again.
-            remote_tags = _remote_tags(path, remote, tag, ssh, timeout, url)
-        if (moved or raced) and _rebase_onto_remote(path, remote, branch, url, sha, ssh, progress, timeout):
-            rebased = True
-        _drop(path, tag_name, made)  # taken, or at a commit we no longer push: pick again
-    raise PushRaceLost(url, branch, attempts, last or "the remote kept moving", sha)
+        _prepare_retry(job, plan, outcome, jitter * 2 ** min(attempt - 1, 5) if jitter > 0 else 0.0)
+    raise PushRaceLost(job.url, job.branch, attempts, last or "the remote kept moving", sha)
+
+
+def _plan(job: _Publish) -> _Plan:
+    """What to push now: HEAD unless it landed already, and the tag unless the remote has it."""
+    sha = head(job.path) or ""
+    tag_name: str | None = None
+    tag_on_remote = True
+    if job.tag is not None:
+        tag_name, tag_on_remote = _pick_tag(job.path, job.tag, sha, job.remote_tags, job.made)
+    push_branch = job.landed != sha
+    push_tag = tag_name is not None and not tag_on_remote and (job.atomic or not push_branch)
+    return _Plan(sha, tag_name, tag_on_remote, push_branch, push_tag)
+
+
+def _push_refs(job: _Publish, refspecs: list[str], use_atomic: bool) -> GitResult:
+    options = ["--porcelain", *(["--atomic"] if use_atomic else []), *progress_flag(job.progress)]
+    return run_git(
+        ["push", *options, "--", job.remote, *refspecs],
+        cwd=job.path,
+        ssh=job.ssh,
+        progress=job.progress,
+        timeout=job.timeout,
+        check=False,
+    )
+
+
+def _retryable(job: _Publish, plan: _Plan, result: GitResult, statuses: dict[str, _RefStatus]) -> _Outcome:
+    """Why a refused push is worth another attempt.
+
+    :raises GitUnreachable: the remote cannot be reached.
+    :raises PushRejected: the remote refused for a reason another attempt does not fix.
+    """
+    branch_status = statuses.get(branch_ref(job.branch))
+    tag_status = statuses.get(tag_ref(plan.tag_name)) if plan.push_tag and plan.tag_name else None
+    raced = _raced(result, statuses.values())
+    if not statuses and not raced:
+        raise _fail(result, job.url, job.branch, plan.sha)
+    tag_taken = tag_status is not None and tag_status.why == "already exists"
+    moved = branch_status is not None and not branch_status.ok and branch_status.why in _MOVED
+    if not (tag_taken or moved or raced):
+        refused = next(
+            (s for s in (branch_status, tag_status) if s and not s.ok and s.why not in _COMPANION), None
+        )
+        if refused is None:
+            raise _fail(result, job.url, job.branch, plan.sha)
+        raise PushRejected(job.url, job.branch, _refusal(refused, result), plan.sha)
+    return _Outcome(branch_status, tag_status, tag_taken, moved, raced)
+
+
+def _prepare_retry(job: _Publish, plan: _Plan, outcome: _Outcome, pause: float) -> None:
+    """Wait up to *pause* seconds, learn what the remote has now, rebase onto it."""
+    if pause > 0:
+        # Publishers that collided would collide again in lockstep: spread them out, and
+        # before the fetch, so that the fetch-rebase-push window stays short.
+        time.sleep(random.uniform(0, pause))
+    if job.tag is not None and (outcome.tag_taken or outcome.raced):
+        # Someone tagged another commit with this name: learn the remote's tags, pick again.
+        job.remote_tags = _remote_tags(job.path, job.remote, job.tag, job.ssh, job.timeout, job.url)
+    if (outcome.moved or outcome.raced) and _rebase_onto_remote(
+        job.path, job.remote, job.branch, job.url, plan.sha, job.ssh, job.progress, job.timeout
+    ):
+        job.rebased = True
+    _drop(job.path, plan.tag_name, job.made)  # taken, or at a commit we no longer push: pick again
 
 
 def _raced(result: GitResult, statuses: Iterable[_RefStatus]) -> str:
@@ -417,14 +487,14 @@ def _remote_tags(
     try:
         refs = remote_refs(
             remote,
-            [f"refs/tags/{tag.base}", f"refs/tags/{tag.base}.*"],
+            family_refs(tag.base),
             cwd=path,
             ssh=ssh,
             timeout=timeout,
         )
     except GitUnreachable as exc:
         raise GitUnreachable(url, exc.detail, command="git ls-remote") from None
-    return {ref.name.removeprefix("refs/tags/"): ref.commit for ref in refs}
+    return {ref.name.removeprefix(TAGS): ref.commit for ref in refs}
 
 
 def _rebase_onto_remote(
@@ -442,7 +512,7 @@ def _rebase_onto_remote(
     True when HEAD moved (False: the remote branch is still ours or does not exist yet).
     """
     fetched = run_git(
-        ["fetch", "--no-tags", *progress_flag(progress), "--", remote, f"refs/heads/{branch}"],
+        ["fetch", "--no-tags", *progress_flag(progress), "--", remote, branch_ref(branch)],
         cwd=path,
         ssh=ssh,
         progress=progress,

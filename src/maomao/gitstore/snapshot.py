@@ -53,6 +53,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from maomao.errors import InvalidValue
+from maomao.models import FileEntry
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +75,6 @@ def digest_scheme(digest: str) -> str | None:
     """The scheme prefix of *digest* (``sha256:`` or ``sha256-v2:``), None when unknown."""
     scheme = digest.partition(":")[0] + ":"
     return scheme if scheme in SCHEMES else None
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a snapshot, as the advertisement lists it (``{path, bytes, rows}``)."""
-
-    path: str  # relative, ``/``-separated
-    bytes: int
-    rows: int  # CSV data records (0 for non-CSV files)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "bytes": self.bytes, "rows": self.rows}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileEntry:
-        return cls(str(data["path"]), int(data["bytes"]), int(data.get("rows", 0)))
 
 
 @dataclass(frozen=True)
@@ -263,7 +248,7 @@ def compute_snapshot(
         if stat.S_ISLNK(info.st_mode) and v2:
             target = os.readlink(os.fsencode(full))  # noqa: PTH115 - the exact bytes git stores
             digest.update(f"{MODE_LINK} ".encode() + _sort_key(rel) + b"\0%d\0" % len(target) + target)
-            entries.append(FileEntry(rel, len(target), 0))
+            entries.append(FileEntry(path=rel, bytes=len(target), rows=0))
             continue
         if not stat.S_ISREG(info.st_mode):
             if v2 and stat.S_ISDIR(info.st_mode):
@@ -283,7 +268,7 @@ def compute_snapshot(
                     counter.feed(chunk)
         if read != info.st_size:
             raise InvalidValue(f"{rel} changed while its digest was computed")
-        entries.append(FileEntry(rel, read, counter.rows if counter is not None else 0))
+        entries.append(FileEntry(path=rel, bytes=read, rows=counter.rows if counter is not None else 0))
     return Snapshot(scheme + digest.hexdigest(), tuple(entries))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from maomao.errors import InvalidValue
 from maomao.gitstore.credentials import SshKey, check_remote_url
 from maomao.gitstore.errors import GitUnreachable
+from maomao.gitstore.refs import tag_ref
 from maomao.gitstore.runner import run_git
 from maomao.gitstore.worktree import require_repo
 from maomao.keys import validate_date, validate_name
@@ -84,14 +85,18 @@ def tag_family(base: str, names: dict[str, str]) -> dict[str, str]:
     return {name: commit for name, commit in names.items() if pattern.fullmatch(name)}
 
 
+def family_refs(base: str) -> list[str]:
+    """The ref patterns of the tags ``base`` and ``base.N``, for for-each-ref and ls-remote."""
+    return [tag_ref(base), tag_ref(f"{base}.*")]
+
+
 def local_tags(path: Path, base: str) -> dict[str, str]:
     """Local tags ``base`` and ``base.N`` → the commit each points at."""
     result = run_git(
         [
             "for-each-ref",
             "--format=%(refname:strip=2)%00%(objectname)%00%(*objectname)",
-            f"refs/tags/{base}",
-            f"refs/tags/{base}.*",
+            *family_refs(base),
         ],
         cwd=require_repo(path),
     )

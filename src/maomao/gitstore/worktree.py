@@ -7,7 +7,6 @@ for one (:class:`NotARepository`), so maomao cannot commit into a parent checkou
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,17 @@ from maomao.errors import InvalidValue
 from maomao.gitstore.credentials import check_remote_url
 from maomao.gitstore.errors import GitError, NotARepository
 from maomao.gitstore.locks import clear_stale_locks, lock_files
+from maomao.gitstore.refs import DEFAULT_BRANCH as DEFAULT_BRANCH
+from maomao.gitstore.refs import DEFAULT_REMOTE as DEFAULT_REMOTE
+from maomao.gitstore.refs import validate_branch as validate_branch
+from maomao.gitstore.refs import validate_commit as validate_commit
+from maomao.gitstore.refs import validate_remote_name as validate_remote_name
 from maomao.gitstore.runner import run_git
 from maomao.gitstore.snapshot import MODE_GITLINK, MODE_LINK, link_problem, nested_repository_message
 
-DEFAULT_BRANCH = "main"
-DEFAULT_REMOTE = "origin"
 #: Author name used when neither the repository nor the user's git config has one.
 FALLBACK_USER = "maomao"
 FALLBACK_EMAIL_DOMAIN = "users.maomao.invalid"
-
-_REMOTE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,62}")
-_BRANCH_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])(?<!\.lock)")
-_SHA_RE = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,6 @@ class CommitResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def validate_branch(branch: str) -> str:
-    """A branch name git accepts and that cannot be mistaken for an option."""
-    if not _BRANCH_RE.fullmatch(branch):
-        raise InvalidValue(f"invalid git branch name {branch!r}")
-    return branch
-
-
-def validate_remote_name(name: str) -> str:
-    if not _REMOTE_NAME_RE.fullmatch(name):
-        raise InvalidValue(f"invalid git remote name {name!r}")
-    return name
-
-
-def validate_commit(sha: str) -> str:
-    """A full commit id (40 hex digits, or 64 for SHA-256 repositories), lower case."""
-    if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
-        raise InvalidValue(f"invalid commit id {sha!r}: a full 40-hex-digit sha is required")
-    return sha
 
 
 def is_repo(path: Path) -> bool:

@@ -4,40 +4,77 @@ One interface (:class:`Runner`, in :mod:`maomao.runners.base`), one module per w
 running: ``process`` (the default), ``sandbox`` (bubblewrap: no network, no writes
 outside the data directory), ``container`` (docker or podman). Pick one by name with
 :func:`get_runner`.
+
+This package owns the list of runner names (:data:`RUNNER_NAMES`, what ``--runner``
+offers). The runner modules load asyncio, which the CLI must not pay for just to declare
+its ``--runner`` option, so they are imported on first use of a name they define.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from maomao.errors import UsageError
-from maomao.runners.base import (
-    CANCEL_GRACE,
-    DEFAULT_GRACE,
-    DEFAULT_TIMEOUT,
-    Availability,
-    Limits,
-    RunCancelled,
-    Runner,
-    RunnerUnavailable,
-    RunResult,
-    RunSpec,
-    RunStatus,
-    Stopper,
-)
-from maomao.runners.container import ContainerRunner
-from maomao.runners.process import ProcessRunner
-from maomao.runners.sandbox import SandboxRunner
 
+if TYPE_CHECKING:
+    from maomao.runners.base import (
+        CANCEL_GRACE,
+        DEFAULT_GRACE,
+        DEFAULT_TIMEOUT,
+        Availability,
+        Limits,
+        RunCancelled,
+        Runner,
+        RunnerUnavailable,
+        RunResult,
+        RunSpec,
+        RunStatus,
+        Stopper,
+    )
+    from maomao.runners.container import ContainerRunner
+    from maomao.runners.process import ProcessRunner
+    from maomao.runners.sandbox import SandboxRunner
+
+#: Each runner's name → the module and class that implement it, in the order help lists them.
+_RUNNER_CLASSES = {
+    "process": ("maomao.runners.process", "ProcessRunner"),
+    "sandbox": ("maomao.runners.sandbox", "SandboxRunner"),
+    "container": ("maomao.runners.container", "ContainerRunner"),
+}
+#: ``--runner`` names, in the order help lists them.
+RUNNER_NAMES: tuple[str, ...] = tuple(_RUNNER_CLASSES)
 #: The runner used when none is named.
 DEFAULT_RUNNER = "process"
 
-#: ``--runner`` names, in the order help lists them.
-RUNNERS: dict[str, Callable[[], Runner]] = {
-    "process": ProcessRunner,
-    "sandbox": SandboxRunner,
-    "container": ContainerRunner,
+_BASE_NAMES = (
+    "CANCEL_GRACE",
+    "DEFAULT_GRACE",
+    "DEFAULT_TIMEOUT",
+    "Availability",
+    "Limits",
+    "RunCancelled",
+    "Runner",
+    "RunnerUnavailable",
+    "RunResult",
+    "RunSpec",
+    "RunStatus",
+    "Stopper",
+)
+#: Where each lazily imported name is defined.
+_LAZY = {
+    **{name: "maomao.runners.base" for name in _BASE_NAMES},
+    **{cls: module for module, cls in _RUNNER_CLASSES.values()},
 }
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, found without this hook
+    return value
 
 
 class UnknownRunner(UsageError):
@@ -52,12 +89,13 @@ class UnknownRunner(UsageError):
 def get_runner(name: str = DEFAULT_RUNNER) -> Runner:
     """A new runner called *name*, with its default options.
 
-    :raises UnknownRunner: *name* is not one of :data:`RUNNERS` (the message lists them).
+    :raises UnknownRunner: *name* is not one of :data:`RUNNER_NAMES` (the message lists them).
     """
     try:
-        factory = RUNNERS[name]
+        module, cls = _RUNNER_CLASSES[name]
     except KeyError:
-        raise UnknownRunner(name, tuple(RUNNERS)) from None
+        raise UnknownRunner(name, RUNNER_NAMES) from None
+    factory: type[Runner] = getattr(importlib.import_module(module), cls)
     return factory()
 
 
@@ -66,7 +104,7 @@ __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_RUNNER",
     "DEFAULT_TIMEOUT",
-    "RUNNERS",
+    "RUNNER_NAMES",
     "Availability",
     "ContainerRunner",
     "Limits",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -198,6 +199,21 @@ class Availability:
 
     def __bool__(self) -> bool:
         return self.ok
+
+
+def probe_command(
+    argv: list[str], timeout: float, shown: str
+) -> subprocess.CompletedProcess[bytes] | Availability:
+    """Run a runner's probe (``docker info``, ``bwrap … true``): its output, or, when it cannot
+    be executed or does not answer within *timeout*, why the runner is unavailable."""
+    try:
+        return subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+        )
+    except OSError as exc:
+        return Availability(False, f"cannot execute {argv[0]}: {exc.strerror or exc}")
+    except subprocess.TimeoutExpired:
+        return Availability(False, f"{shown} did not answer within {timeout:g}s")
 
 
 class Stopper:

@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from maomao.errors import InvalidValue
-from maomao.runners.base import DEFAULT_GRACE, Availability, Limits, Runner, RunResult, RunSpec, Stopper
+from maomao.runners.base import (
+    DEFAULT_GRACE,
+    Availability,
+    Limits,
+    Runner,
+    RunResult,
+    RunSpec,
+    Stopper,
+    probe_command,
+)
 from maomao.runners.process import CPU_HARD_MARGIN, execute, log_line, refuse
 
 #: Where the tool's code lives in the image, and its working directory.
@@ -84,18 +93,9 @@ class ContainerRunner(Runner):
         """The CLI exists and ``ENGINE info`` exits 0 (an engine answers)."""
         if self.executable is None:
             return Availability(False, "no container engine: neither docker nor podman is on PATH")
-        try:
-            proc = subprocess.run(
-                [self.executable, "info"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=ENGINE_TIMEOUT,
-                check=False,
-            )
-        except OSError as exc:
-            return Availability(False, f"cannot execute {self.executable}: {exc.strerror or exc}")
-        except subprocess.TimeoutExpired:
-            return Availability(False, f"'{self.engine} info' did not answer within {ENGINE_TIMEOUT:g}s")
+        proc = probe_command([self.executable, "info"], ENGINE_TIMEOUT, f"'{self.engine} info'")
+        if isinstance(proc, Availability):
+            return proc
         if proc.returncode != 0:
             text = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -136,113 +136,162 @@ def execute(
     """
     spec.log_file.parent.mkdir(parents=True, exist_ok=True)
     spec.data_dir.mkdir(parents=True, exist_ok=True)
-    started_at = now_iso()
-    start = time.monotonic()
     with spec.log_file.open("ab", buffering=0) as log:
+        report = _Report(log, spec, runner)
         log_line(
             log,
-            f"{started_at} run {spec.run_id or '-'} runner={runner} cwd={cwd} timeout={spec.timeout:g}s"
-            f" argv: {shlex.join(argv)}",
+            f"{report.started_at} run {spec.run_id or '-'} runner={runner} cwd={cwd}"
+            f" timeout={spec.timeout:g}s argv: {shlex.join(argv)}",
         )
         pairs = rlimits(spec.limits if limits is None else limits)
         prlimit = prlimit_program() if pairs else None
-
-        def result(status: RunStatus, code: int | None, message: str = "") -> RunResult:
-            duration = round(time.monotonic() - start, 3)
-            tail = f": {message}" if message else ""
-            log_line(log, f"run {spec.run_id or '-'} {status} exit={code} duration={duration:.2f}s{tail}")
-            return RunResult(status, code, started_at, duration, spec.log_file, runner, message)
-
-        search = env.get("PATH") or os.defpath
-        if prlimit is not None and cwd.is_dir() and find_executable(argv[0], cwd, search) is None:
-            # prlimit would only say so in its exit code; say it as an unwrapped spawn would
-            code = errno.EACCES if _exists(argv[0], cwd, search) else errno.ENOENT
-            message = f"cannot execute {argv[0]!r}: {os.strerror(code)}"
-            log_line(log, f"error: {message}")
-            return result(RunStatus.ERROR, None, message)
+        if prlimit is not None and (missing := _not_executable(argv[0], cwd, env)):
+            return report.error(missing)
         started = with_limits(argv, pairs, prlimit) if prlimit is not None else list(argv)
-        try:
-            proc = subprocess.Popen(
-                started,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            what = exc.strerror or str(exc)
-            where = f" (in {cwd})" if exc.filename and str(exc.filename) == str(cwd) else ""
-            message = f"cannot execute {argv[0]!r}: {what}{where}"
-            log_line(log, f"error: {message}")
-            return result(RunStatus.ERROR, None, message)
-        except subprocess.SubprocessError as exc:
-            message = f"cannot start {argv[0]!r}: {exc}"
-            log_line(log, f"error: {message}")
-            return result(RunStatus.ERROR, None, message)
-
+        proc = _spawn(started, argv[0], cwd, env, log)
+        if isinstance(proc, str):
+            return report.error(proc)
         if prlimit is None and pairs:
             for kind, values in pairs:  # no prlimit(1): as soon as the child exists
                 with contextlib.suppress(ProcessLookupError):
                     resource.prlimit(proc.pid, kind, values)
+        watch = _Watch(proc, log, spec.timeout, grace, on_timeout)
+        code, reason = watch.wait(stopper)
+        return _verdict(report, code, reason, spec.timeout)
 
-        # A blocking wait plus a timer, rather than Popen.wait(timeout=…), which polls
-        # with sleeps of up to 50 ms and so added tens of milliseconds to every run.
-        finished = threading.Event()
-        reason: list[str] = []  # the first of "timeout" and "cancel" that stopped the run
-        reason_lock = threading.Lock()
-        stoppers: list[threading.Thread] = []
 
-        def stop(why: str, text: str, wait: float) -> None:
-            with reason_lock:
-                if reason or finished.is_set():
-                    return
-                reason.append(why)
-            log_line(log, text)
-            if on_timeout is not None:
-                on_timeout(log)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            if not finished.wait(wait):
-                kill_group(proc.pid)
+class _Report:
+    """The end of a run: its last log line and its :class:`RunResult`."""
 
-        def expire() -> None:
-            stop("timeout", f"timeout: still running after {spec.timeout:g}s, stopping it", grace)
+    def __init__(self, log: BinaryIO, spec: RunSpec, runner: str) -> None:
+        self.log, self.spec, self.runner = log, spec, runner
+        self.started_at = now_iso()
+        self.start = time.monotonic()
 
-        def cancel() -> None:  # called from another thread: never block it
-            thread = threading.Thread(
-                target=stop, args=("cancel", "cancelled: stopping it", min(grace, CANCEL_GRACE)), daemon=True
-            )
-            stoppers.append(thread)
-            thread.start()
+    def result(self, status: RunStatus, code: int | None, message: str = "") -> RunResult:
+        duration = round(time.monotonic() - self.start, 3)
+        tail = f": {message}" if message else ""
+        log_line(
+            self.log, f"run {self.spec.run_id or '-'} {status} exit={code} duration={duration:.2f}s{tail}"
+        )
+        return RunResult(status, code, self.started_at, duration, self.spec.log_file, self.runner, message)
 
-        timer = threading.Timer(spec.timeout, expire)
+    def error(self, message: str) -> RunResult:
+        """A run that could not start: the error in the log, status ``error``."""
+        log_line(self.log, f"error: {message}")
+        return self.result(RunStatus.ERROR, None, message)
+
+
+def _not_executable(program: str, cwd: Path, env: Mapping[str, str]) -> str:
+    """Why *program* cannot be executed from *cwd*, or ``""``: prlimit would only say so in
+    its exit code, so say it as an unwrapped spawn would."""
+    search = env.get("PATH") or os.defpath
+    if not cwd.is_dir() or find_executable(program, cwd, search) is not None:
+        return ""
+    code = errno.EACCES if _exists(program, cwd, search) else errno.ENOENT
+    return f"cannot execute {program!r}: {os.strerror(code)}"
+
+
+def _spawn(
+    started: list[str], program: str, cwd: Path, env: Mapping[str, str], log: BinaryIO
+) -> subprocess.Popen[bytes] | str:
+    """The started process, in a session of its own writing to *log*; or why it did not start."""
+    try:
+        return subprocess.Popen(
+            started,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        where = f" (in {cwd})" if exc.filename and str(exc.filename) == str(cwd) else ""
+        return f"cannot execute {program!r}: {what}{where}"
+    except subprocess.SubprocessError as exc:
+        return f"cannot start {program!r}: {exc}"
+
+
+class _Watch:
+    """Wait for a started run; stop its process group on timeout or cancellation.
+
+    A blocking wait plus a timer, rather than ``Popen.wait(timeout=…)``, which polls with
+    sleeps of up to 50 ms and so added tens of milliseconds to every run.
+    """
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        log: BinaryIO,
+        timeout: float,
+        grace: float,
+        on_timeout: Callable[[BinaryIO], None] | None,
+    ) -> None:
+        self.proc, self.log, self.timeout, self.grace, self.on_timeout = proc, log, timeout, grace, on_timeout
+        self.finished = threading.Event()
+        self.reason: list[str] = []  # the first of "timeout" and "cancel" that stopped the run
+        self.reason_lock = threading.Lock()
+        self.stoppers: list[threading.Thread] = []
+
+    def wait(self, stopper: Stopper | None) -> tuple[int, str]:
+        """The exit code, and what stopped the run (``"timeout"``, ``"cancel"`` or ``""``)."""
+        timer = threading.Timer(self.timeout, self.expire)
         timer.daemon = True
         timer.start()
         if stopper is not None:
-            stopper.attach(cancel)
+            stopper.attach(self.cancel)
         try:
-            code = proc.wait()
+            code = self.proc.wait()
         finally:
             if stopper is not None:
                 stopper.detach()
-            with reason_lock:
-                finished.set()
+            with self.reason_lock:
+                self.finished.set()
             timer.cancel()
-            kill_group(proc.pid)
-        for thread in [timer, *stoppers]:  # their log lines come before the result line
+            kill_group(self.proc.pid)
+        for thread in [timer, *self.stoppers]:  # their log lines come before the result line
             thread.join()
-        if reason == ["timeout"]:
-            return result(RunStatus.TIMED_OUT, code, f"timed out after {spec.timeout:g}s")
-        if reason == ["cancel"]:
-            return result(RunStatus.CANCELLED, code, "cancelled")
-        if code == 0:
-            return result(RunStatus.SUCCEEDED, 0)
-        if code < 0:
-            return result(RunStatus.FAILED, code, f"killed by {signal_name(-code)}")
-        return result(RunStatus.FAILED, code)
+        return code, self.reason[0] if self.reason else ""
+
+    def stop(self, why: str, text: str, wait: float) -> None:
+        with self.reason_lock:
+            if self.reason or self.finished.is_set():
+                return
+            self.reason.append(why)
+        log_line(self.log, text)
+        if self.on_timeout is not None:
+            self.on_timeout(self.log)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        if not self.finished.wait(wait):
+            kill_group(self.proc.pid)
+
+    def expire(self) -> None:
+        self.stop("timeout", f"timeout: still running after {self.timeout:g}s, stopping it", self.grace)
+
+    def cancel(self) -> None:  # called from another thread: never block it
+        thread = threading.Thread(
+            target=self.stop,
+            args=("cancel", "cancelled: stopping it", min(self.grace, CANCEL_GRACE)),
+            daemon=True,
+        )
+        self.stoppers.append(thread)
+        thread.start()
+
+
+def _verdict(report: _Report, code: int, reason: str, timeout: float) -> RunResult:
+    if reason == "timeout":
+        return report.result(RunStatus.TIMED_OUT, code, f"timed out after {timeout:g}s")
+    if reason == "cancel":
+        return report.result(RunStatus.CANCELLED, code, "cancelled")
+    if code == 0:
+        return report.result(RunStatus.SUCCEEDED, 0)
+    if code < 0:
+        return report.result(RunStatus.FAILED, code, f"killed by {signal_name(-code)}")
+    return report.result(RunStatus.FAILED, code)
 
 
 def find_executable(program: str, cwd: Path, path: str) -> str | None:

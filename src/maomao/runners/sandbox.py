@@ -17,11 +17,18 @@ Limits, timeout and environment are the process runner's (``HOME=/tmp``).
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Hashable
 from pathlib import Path
 
-from maomao.runners.base import DEFAULT_GRACE, Availability, Runner, RunResult, RunSpec, Stopper
+from maomao.runners.base import (
+    DEFAULT_GRACE,
+    Availability,
+    Runner,
+    RunResult,
+    RunSpec,
+    Stopper,
+    probe_command,
+)
 from maomao.runners.process import execute, find_executable, minimal_env, refuse
 
 #: Seconds the availability probe (``bwrap … true``) may take.
@@ -62,18 +69,11 @@ class SandboxRunner(Runner):
         """``bwrap`` is found and can create the namespaces (``bwrap … true``)."""
         if self.executable is None:
             return Availability(False, "bwrap (bubblewrap) is not on PATH; install the bubblewrap package")
-        try:
-            proc = subprocess.run(
-                [self.executable, *BASE_MOUNTS, *ISOLATION, "true"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=PROBE_TIMEOUT,
-                check=False,
-            )
-        except OSError as exc:
-            return Availability(False, f"cannot execute {self.executable}: {exc.strerror or exc}")
-        except subprocess.TimeoutExpired:
-            return Availability(False, f"{self.executable} did not answer within {PROBE_TIMEOUT:g}s")
+        proc = probe_command(
+            [self.executable, *BASE_MOUNTS, *ISOLATION, "true"], PROBE_TIMEOUT, self.executable
+        )
+        if isinstance(proc, Availability):
+            return proc
         if proc.returncode != 0:
             lines = proc.stderr.decode(errors="replace").strip().splitlines()
             detail = lines[-1] if lines else f"exit code {proc.returncode}"
