@@ -52,11 +52,20 @@ from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageEr
 from maomao.etcd import Get, Store
 from maomao.keys import validate_name
 from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
-from maomao.models import Listing, Pipeline, PipelineStep, RunRecord, SecretRef
+from maomao.models import (
+    Listing,
+    Pipeline,
+    PipelineChange,
+    PipelineEntry,
+    PipelineStep,
+    RunRecord,
+    SecretRef,
+)
 from maomao.runners import DEFAULT_RUNNER
-from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, new_run_id, run_tool
+from maomao.services.ids import new_id
+from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
-from maomao.services.tools import using_store
+from maomao.services.store import using_store
 
 _ARG_RE = re.compile(rf"{ARG_RULE}")
 _ENV_RE = re.compile(rf"{ENV_RULE}")
@@ -240,27 +249,6 @@ def _env(data: Any, where: str, fail: Callable[[str], PipelineError]) -> dict[st
 # -- the stored pipelines --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PipelineEntry:
-    pipeline: Pipeline
-    key: str
-    revision: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.pipeline.to_dict(), "key": self.key, "revision": self.revision}
-
-
-@dataclass(frozen=True)
-class PipelineChange:
-    """What `mao pipeline add` did: ``created``, ``updated`` or ``unchanged``."""
-
-    action: str
-    entry: PipelineEntry
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "pipeline": self.entry.to_dict()}
-
-
 async def _check_tools(config: Config, pipeline: Pipeline, store: Store) -> None:
     names = list(dict.fromkeys(step.tool for step in pipeline.steps))
     result = await store.txn([], [Get(config.keys.index_tool(name)) for name in names])
@@ -417,7 +405,7 @@ async def run_pipeline(
         uses_secrets = any(isinstance(v, SecretRef) for step in pipeline.steps for v in step.env.values())
         secrets = load_secrets(config) if uses_secrets else {}
         envs = [resolve_env(config, step, secrets) for step in pipeline.steps]
-        run_id = new_run_id()
+        run_id = new_id()
         key = keys.record(op, "runs", run_id)
         record = RunRecord(
             id=run_id,

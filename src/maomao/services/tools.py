@@ -22,57 +22,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from maomao.atomic import atomic_write
 from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import Conflict, InvalidValue, MaoError, NotFound, NotOwner
-from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store, open_store
+from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.keys import validate_name
 from maomao.manifest import Manifest, ManifestError, load_manifest
-from maomao.models import Listing, ToolClaim, ToolInstall, ToolRecord
+from maomao.models import Listing, ToolChange, ToolClaim, ToolEntry, ToolInstall, ToolRecord
 from maomao.services.filelock import file_lock
+from maomao.services.store import using_store
 
 #: Records read per transaction when listing (etcd's default limit is 128 operations).
 _BATCH = 100
-
-
-@contextlib.asynccontextmanager
-async def using_store(config: Config, store: Store | None) -> AsyncIterator[Store]:
-    """*store* if the caller has one open, else a new connection for the ``async with`` body."""
-    if store is not None:
-        yield store
-        return
-    async with open_store(config) as opened:
-        yield opened
-
-
-@dataclass(frozen=True)
-class ToolEntry:
-    """A registered tool as read: its record, where it lives and its mod revision."""
-
-    record: ToolRecord
-    key: str
-    revision: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.record.to_dict(), "key": self.key, "revision": self.revision}
-
-
-@dataclass(frozen=True)
-class ToolChange:
-    """What `mao tool add` did: ``action`` is ``created``, ``updated`` or ``unchanged``."""
-
-    action: str
-    entry: ToolEntry
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "tool": self.entry.to_dict()}
 
 
 def not_owner(config: Config, name: str, owner: str) -> NotOwner:
@@ -334,10 +300,7 @@ def read_install(config: Config, name: str) -> ToolInstall | None:
 
 
 def _write_install(config: Config, install: ToolInstall) -> None:
-    path = install_file(config, install.tool)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(install.to_json(), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(install_file(config, install.tool), install.to_json())
 
 
 async def install_tool(
