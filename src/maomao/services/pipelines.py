@@ -1,6 +1,6 @@
 """Pipelines: tool commands run in order, each step's output the next step's input.
 
-A pipeline file (YAML, or TOML with ``[[steps]]``)::
+A pipeline document (YAML, or TOML with ``[[steps]]``; the caller reads the file)::
 
     name: hubstats                  # naming rule
     description: daily hub stats    # optional
@@ -88,23 +88,18 @@ class PipelineError(InvalidValue):
 # -- reading and validating a pipeline file ------------------------------------------------------
 
 
-def load_pipeline_file(path: Path, operator: str) -> Pipeline:
-    """Read and validate a pipeline file (``.toml`` is TOML; anything else YAML, so JSON too).
+def parse_pipeline_text(text: str | bytes, operator: str, source: str = "pipeline") -> Pipeline:
+    """Parse and validate a pipeline document: TOML when *source* (the name errors give it,
+    e.g. the file the caller read) ends in ``.toml``, else YAML (so JSON too).
 
-    :raises PipelineError: unreadable, not YAML/TOML, or not a valid pipeline.
+    :raises PipelineError: not UTF-8, not YAML/TOML, or not a valid pipeline.
     """
-    source = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PipelineError(source, "not found") from None
-    except OSError as exc:
-        raise PipelineError(source, f"cannot be read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PipelineError(source, f"not UTF-8 text (byte {exc.start})") from None
-    if path.suffix.lower() == ".toml":
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PipelineError(source, f"not UTF-8 text (byte {exc.start})") from None
+    if source.lower().endswith(".toml"):
         try:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -258,15 +253,28 @@ async def _check_tools(config: Config, pipeline: Pipeline, store: Store) -> None
         raise NotFound(f"tool {missing[0]!r}", f"pipeline '{pipeline.name}' uses unregistered tool {listed}")
 
 
-async def add_pipeline(config: Config, file: Path, *, store: Store | None = None) -> PipelineChange:
-    """Validate a pipeline file and store it under this operator (replacing its earlier
-    version by compare-and-swap). Every step's tool must be registered.
+async def add_pipeline(
+    config: Config,
+    document: str | bytes | Mapping[str, Any],
+    *,
+    source: str = "pipeline",
+    store: Store | None = None,
+) -> PipelineChange:
+    """Validate a pipeline and store it under this operator (replacing its earlier version
+    by compare-and-swap). Every step's tool must be registered.
 
-    :raises PipelineError: the file is not a valid pipeline.
+    *document* is the pipeline's text (see :func:`parse_pipeline_text`: *source* names it
+    in errors and picks TOML for a ``.toml`` name) or its already-parsed data; the caller
+    reads the file.
+
+    :raises PipelineError: the document is not a valid pipeline.
     :raises NotFound: a step names an unregistered tool.
     :raises Conflict: the stored pipeline changed while it was being replaced.
     """
-    pipeline = load_pipeline_file(Path(file), config.operator)
+    if isinstance(document, str | bytes):
+        pipeline = parse_pipeline_text(document, config.operator, source)
+    else:
+        pipeline = parse_pipeline(document, config.operator, source)
     key = config.keys.record(config.operator, "pipelines", pipeline.name)
     now = now_iso()
     async with using_store(config, store) as s:
