@@ -51,7 +51,7 @@ from maomao.config import Config
 from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Get, Store
 from maomao.keys import validate_name
-from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
+from maomao.manifest import ARG_RULE, check_env_name, scalar_text, timeout_seconds
 from maomao.models import (
     Listing,
     Pipeline,
@@ -68,7 +68,6 @@ from maomao.services.secrets import load_secrets, secret, validate_secret_name
 from maomao.services.store import using_store
 
 _ARG_RE = re.compile(rf"{ARG_RULE}")
-_ENV_RE = re.compile(rf"{ENV_RULE}")
 #: Variable names whose value is a secret: only a ``{secret: NAME}`` reference is accepted.
 _SECRET_NAME_RE = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 
@@ -155,11 +154,10 @@ def _name(value: Any, where: str, kind: str, fail: Callable[[str], PipelineError
 
 
 def _scalar(value: Any, where: str, fail: Callable[[str], PipelineError]) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise fail(f"{where} must be a string, a number or a boolean")
+    try:
+        return scalar_text(value)
+    except ValueError as exc:
+        raise fail(f"{where} {exc}") from None
 
 
 def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> PipelineStep:
@@ -192,11 +190,10 @@ def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> Pipeli
         "" if data.get("input") in (None, "") else _name(data["input"], f"{where}.input", "dataset", fail)
     )
     hub = "" if data.get("hub") in (None, "") else _name(data["hub"], f"{where}.hub", "hub", fail)
-    timeout = data.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise fail(f"{where}.timeout must be a positive number of seconds")
+    try:
+        timeout = timeout_seconds(data.get("timeout"))
+    except ValueError as exc:
+        raise fail(f"{where}.timeout {exc}") from None
     publish = data.get("publish", True)
     if not isinstance(publish, bool):
         raise fail(f"{where}.publish must be true or false")
@@ -209,7 +206,7 @@ def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> Pipeli
         input=input_,
         output=output or name,
         hub=hub,
-        timeout=None if timeout is None else float(timeout),
+        timeout=timeout,
         publish=publish,
     )
 
@@ -219,10 +216,10 @@ def _env(data: Any, where: str, fail: Callable[[str], PipelineError]) -> dict[st
         raise fail(f"{where} must be a mapping of variable names to values or {{secret: NAME}}")
     env: dict[str, str | SecretRef] = {}
     for key, value in data.items():
-        if not isinstance(key, str) or not _ENV_RE.fullmatch(key):
-            raise fail(f"{where}: invalid variable name {key!r} (must match {ENV_RULE})")
-        if key.startswith(RESERVED_ENV_PREFIX):
-            raise fail(f"{where}: {key} is reserved (maomao sets the MAO_* variables)")
+        try:
+            check_env_name(key)
+        except ValueError as exc:
+            raise fail(f"{where}: {exc}") from None
         if isinstance(value, Mapping):
             if set(value) != {"secret"}:
                 raise fail(f"{where}.{key} must be a value or {{secret: NAME}}")
