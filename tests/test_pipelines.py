@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from maomao.config import Config
-from maomao.errors import ConfigError, NotFound
+from maomao.errors import ConfigError, InvalidValue, NotFound
 from maomao.models import PipelineChange
 from maomao.services.pipelines import PipelineError, add_pipeline, parse_pipeline_text, run_pipeline
 from maomao.services.secrets import write_secret
@@ -278,3 +278,14 @@ def test_pipeline_add_of_a_missing_file_is_a_one_line_error(operator_home, tmp_p
     missing = tmp_path / "nowhere.yaml"
     result = alice("pipeline", "add", str(missing))
     assert result.code == 1 and result.err.strip() == f"error: {missing}: not found"
+
+
+async def test_a_stored_pipeline_without_steps_is_refused_not_run(
+    alice_stage: Config, etcdctl, ns: str
+) -> None:  # type: ignore[no-untyped-def]
+    """What etcd holds is untrusted: a pipeline record with no steps is one error line."""
+    etcdctl.put(
+        f"{ns}/ops/alice/pipelines/empty", json.dumps({"name": "empty", "operator": "alice", "steps": []})
+    )
+    with pytest.raises(InvalidValue, match=r"unreadable pipeline at .*/empty: it has no steps"):
+        await run_pipeline(alice_stage, "empty", publish=False)

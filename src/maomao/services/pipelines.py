@@ -63,7 +63,7 @@ from maomao.models import (
 )
 from maomao.runners import DEFAULT_RUNNER
 from maomao.services.ids import new_id
-from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, run_tool
+from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunOutcome, RunRequest, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
 from maomao.services.store import using_store
 
@@ -322,6 +322,8 @@ def _pipeline_of(raw: bytes | str, name: str, operator: str) -> Pipeline:
     pipeline = Pipeline.from_json(raw)
     if pipeline.name != name or pipeline.operator != operator:
         raise ValueError(f"it names pipeline {pipeline.name!r} of {pipeline.operator!r}")
+    if not pipeline.steps:
+        raise ValueError("it has no steps")
     return pipeline
 
 
@@ -404,17 +406,34 @@ async def run_pipeline(
 
     :raises NotFound: no such pipeline. :raises ConfigError: a secret is missing.
     """
-    op, keys = config.operator, config.keys
     async with using_store(config, store) as s:
         pipeline = (await get_pipeline(config, name, store=s)).pipeline
         uses_secrets = any(isinstance(v, SecretRef) for step in pipeline.steps for v in step.env.values())
         secrets = load_secrets(config) if uses_secrets else {}
         envs = [resolve_env(config, step, secrets) for step in pipeline.steps]
+        run = _PipelineRun(config, pipeline, s, runner=runner, publish=publish, hub=hub)
+        await run.save()
+        try:
+            error = await run.steps(envs, on_step)
+        except asyncio.CancelledError:
+            await run.cancelled()
+            raise
+        return await run.finish(error)
+
+
+class _PipelineRun:
+    """One pipeline run in progress: its record (written at each step) and its steps' records."""
+
+    def __init__(
+        self, config: Config, pipeline: Pipeline, store: Store, *, runner: str, publish: bool, hub: str | None
+    ) -> None:
+        self.config, self.pipeline, self.store = config, pipeline, store
+        self.runner, self.publish, self.hub = runner, publish, hub
         run_id = new_id()
-        key = keys.record(op, "runs", run_id)
-        record = RunRecord(
+        self.key = config.keys.record(config.operator, "runs", run_id)
+        self.record = RunRecord(
             id=run_id,
-            operator=op,
+            operator=config.operator,
             kind="pipeline",
             pipeline=pipeline.name,
             runner=runner,
@@ -424,82 +443,87 @@ async def run_pipeline(
             host=socket.gethostname(),
             pid=os.getpid(),
         )
-        await s.put(key, record.to_json())
-        started = time.monotonic()
-        step_records: list[RunRecord] = []
-        error: RunFailed | None = None
+        self.started = time.monotonic()
+        self.step_records: list[RunRecord] = []
+
+    async def save(self) -> None:
+        await self.store.put(self.key, self.record.to_json())
+
+    def _update(self, **changes: Any) -> None:
+        self.record = msgspec.structs.replace(self.record, **changes)
+
+    def _stopped(self, message: str, exit_code: int) -> RunFailed:
+        return RunFailed(self.record, f"pipeline '{self.pipeline.name}' stopped at {message}", exit_code)
+
+    async def steps(self, envs: list[dict[str, str]], on_step: StepCallback | None) -> RunFailed | None:
+        """Run the steps in order; the error of the first that fails (the rest do not run)."""
         previous_output: Path | None = None
-        try:
-            for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
-                where = f"step {index} '{step.name}' ({step.tool})"
-                if on_step is not None:
-                    await _call(on_step(index, step, "start", None))
-                try:
-                    step_hub = step.hub or hub or pipeline.hub or None
-                    outcome = await run_tool(
-                        config,
-                        RunRequest(
-                            tool=step.tool,
-                            command=step.command or None,
-                            args=step.args,
-                            hub=step_hub,
-                            dataset=step.output,
-                            runner=runner,
-                            publish=publish and step.publish,
-                            input_dir=_input_dir(config, step, step_hub, previous_output),
-                            env=env,
-                            timeout=step.timeout,
-                            pipeline=pipeline.name,
-                            step=step.name,
-                        ),
-                        store=s,
-                    )
-                except MaoError as exc:
-                    message = f"{where} could not run: {' '.join(str(exc).split())}"
-                    record = msgspec.structs.replace(record, status="error", message=message)
-                    error = RunFailed(
-                        record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code
-                    )
-                    break
-                step_records.append(outcome.record)
-                record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
-                if on_step is not None:
-                    await _call(on_step(index, step, "end", outcome.record))
-                failed = outcome.error
-                if failed is not None:
-                    status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
-                    message = f"{where} {status}: {failed}"
-                    record = msgspec.structs.replace(
-                        record, status=status, exit_code=outcome.record.exit_code, message=message,
-                        log=outcome.record.log,
-                    )  # fmt: skip
-                    error = RunFailed(
-                        record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
-                    )
-                    break
-                await s.put(key, record.to_json())
-                previous_output = Path(outcome.record.data_dir)
-            else:
-                last = step_records[-1]
-                record = msgspec.structs.replace(
-                    record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
-                    rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
-                )  # fmt: skip
-        except asyncio.CancelledError:
-            record = msgspec.structs.replace(
-                record, status="cancelled", message="cancelled", finished_at=now_iso(),
-                duration=round(time.monotonic() - started, 3),
-            )  # fmt: skip
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(s.put(key, record.to_json())), FINAL_WRITE_TIMEOUT)
-            raise
-        record = msgspec.structs.replace(
-            record, finished_at=now_iso(), duration=round(time.monotonic() - started, 3)
+        for index, (step, env) in enumerate(zip(self.pipeline.steps, envs, strict=True), start=1):
+            where = f"step {index} '{step.name}' ({step.tool})"
+            if on_step is not None:
+                await _call(on_step(index, step, "start", None))
+            try:
+                outcome = await self._run_step(step, env, previous_output)
+            except MaoError as exc:
+                message = f"{where} could not run: {' '.join(str(exc).split())}"
+                self._update(status="error", message=message)
+                return self._stopped(message, exc.exit_code)
+            self.step_records.append(outcome.record)
+            self._update(steps=[r.id for r in self.step_records])
+            if on_step is not None:
+                await _call(on_step(index, step, "end", outcome.record))
+            failed = outcome.error
+            if failed is not None:
+                status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
+                message = f"{where} {status}: {failed}"
+                self._update(
+                    status=status, exit_code=outcome.record.exit_code, message=message, log=outcome.record.log
+                )
+                return self._stopped(message, failed.exit_code)
+            await self.save()
+            previous_output = Path(outcome.record.data_dir)
+        last = self.step_records[-1]
+        self._update(
+            status="succeeded", exit_code=0, digest=last.digest, files=last.files, rows=last.rows,
+            dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
+        )  # fmt: skip
+        return None
+
+    async def _run_step(
+        self, step: PipelineStep, env: dict[str, str], previous_output: Path | None
+    ) -> RunOutcome:
+        step_hub = step.hub or self.hub or self.pipeline.hub or None
+        request = RunRequest(
+            tool=step.tool,
+            command=step.command or None,
+            args=step.args,
+            hub=step_hub,
+            dataset=step.output,
+            runner=self.runner,
+            publish=self.publish and step.publish,
+            input_dir=_input_dir(self.config, step, step_hub, previous_output),
+            env=env,
+            timeout=step.timeout,
+            pipeline=self.pipeline.name,
+            step=step.name,
         )
+        return await run_tool(self.config, request, store=self.store)
+
+    def _ended(self, **changes: Any) -> None:
+        self._update(finished_at=now_iso(), duration=round(time.monotonic() - self.started, 3), **changes)
+
+    async def cancelled(self) -> None:
+        """Record the run ``cancelled``: shielded from a second cancellation, bounded in time."""
+        self._ended(status="cancelled", message="cancelled")
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self.save()), FINAL_WRITE_TIMEOUT)
+
+    async def finish(self, error: RunFailed | None) -> PipelineOutcome:
+        self._ended()
         if error is not None:
-            error = RunFailed(record, error.message, error.exit_code)
-        await s.put(key, record.to_json())
-    return PipelineOutcome(record, step_records, error)
+            error = RunFailed(self.record, error.message, error.exit_code)
+        await self.save()
+        return PipelineOutcome(self.record, self.step_records, error)
 
 
 def _input_dir(config: Config, step: PipelineStep, hub: str | None, previous: Path | None) -> Path | None:
