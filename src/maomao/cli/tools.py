@@ -302,7 +302,7 @@ def _pick_command(
     """In a terminal: choose the command if not given, then ask for arguments."""
     from maomao.services.tools import ensure_installed
 
-    manifest: Manifest = _arun(ensure_installed(config, name))[1]
+    manifest: Manifest = _arun(ensure_installed(config, name)).manifest
     every = command is None
     if command is None:
         if len(manifest.commands) == 1:

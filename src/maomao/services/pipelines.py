@@ -370,7 +370,10 @@ def resolve_env(config: Config, step: PipelineStep, cache: Mapping[str, str] | N
 
 @dataclass(frozen=True)
 class PipelineOutcome:
-    """A finished pipeline run: its record, its steps' records, and the error if one failed."""
+    """A finished pipeline run: its record, its steps' records, and the error if one failed.
+
+    A dataclass, not a record: ``error`` holds the :class:`RunFailed` itself; what to
+    encode is :meth:`to_dict` (the run's record with its steps' records)."""
 
     record: RunRecord
     steps: list[RunRecord] = field(default_factory=list)

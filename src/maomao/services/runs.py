@@ -77,7 +77,10 @@ class RunFailed(MaoError):
 @dataclass(frozen=True)
 class RunRequest:
     """What to run. ``env`` holds already-resolved values (a pipeline step's); the
-    manifest's ``env`` names are added from the operator's environment and secrets."""
+    manifest's ``env`` names are added from the operator's environment and secrets.
+
+    A dataclass, not a record: it holds a :class:`~pathlib.Path` and the caller's
+    environment (secret values among them), which must never be encoded or stored."""
 
     tool: str
     command: str | None = None
@@ -98,7 +101,10 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """A finished run: its final record and, when publishing failed, why."""
+    """A finished run: its final record and, when publishing failed, why.
+
+    A dataclass, not a record: ``publish_error`` holds the :class:`MaoError` itself (its
+    class and exit code decide what a caller raises); ``record`` is the record to encode."""
 
     record: RunRecord
     publish_error: MaoError | None = None
@@ -163,7 +169,8 @@ class _Planned:
 async def _plan(config: Config, request: RunRequest, runner: Runner, store: Store) -> _Planned:
     """Steps 1 and 2 of the module docstring: the installed tool, the command's argv, the
     hub and dataset, the environment; then the runner's spec and the run's first record."""
-    install, manifest = await ensure_installed(config, request.tool, store=store)
+    installed = await ensure_installed(config, request.tool, store=store)
+    install, manifest = installed.install, installed.manifest
     command = manifest.command(request.command)
     args = resolve_args(command, request.args)
     argv = build_argv(command, args)

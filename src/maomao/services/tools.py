@@ -34,7 +34,7 @@ from maomao.errors import Conflict, InvalidValue, MaoError, NotFound, NotOwner
 from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.keys import validate_name
 from maomao.manifest import Manifest, ManifestError, load_manifest
-from maomao.models import Listing, ToolChange, ToolClaim, ToolEntry, ToolInstall, ToolRecord
+from maomao.models import Listing, Record, ToolChange, ToolClaim, ToolEntry, ToolInstall, ToolRecord
 from maomao.services.filelock import file_lock
 from maomao.services.store import using_store
 
@@ -389,21 +389,27 @@ def _checkout(repo: str, ref: str | None, dest: Path) -> str:
     return clone_or_update(repo, ref, dest)
 
 
-def installed_manifest(config: Config, name: str) -> tuple[ToolInstall, Manifest] | None:
+class InstalledTool(Record, frozen=True):
+    """A tool installed in this home: its install record and its validated manifest (a
+    frozen dataclass of :mod:`maomao.manifest`, which msgspec encodes and describes too)."""
+
+    install: ToolInstall
+    manifest: Manifest
+
+
+def installed_manifest(config: Config, name: str) -> InstalledTool | None:
     """The local install of *name* and its validated manifest, or ``None`` if not installed."""
     install = read_install(config, name)
     if install is None:
         return None
-    return install, load_manifest(Path(install.path))
+    return InstalledTool(install, load_manifest(Path(install.path)))
 
 
-async def ensure_installed(
-    config: Config, name: str, *, store: Store | None = None
-) -> tuple[ToolInstall, Manifest]:
+async def ensure_installed(config: Config, name: str, *, store: Store | None = None) -> InstalledTool:
     """The tool's local install and manifest, installing it first if needed."""
     validate_name(name, "tool")
     found = installed_manifest(config, name)
     if found is not None:
         return found
     install = await install_tool(config, name, store=store)
-    return install, load_manifest(Path(install.path))
+    return InstalledTool(install, load_manifest(Path(install.path)))
