@@ -94,7 +94,7 @@ async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
 # -- outbox --------------------------------------------------------------------------------
 # A publish puts its advertisement here as soon as its push has landed, before it contacts
 # etcd, and removes it once advertised: a publish killed in between (or that found etcd
-# away) is finished by the next command that flushes the outbox, or by the node.
+# away) is finished by the next publish from this home, or by the node (listings never write).
 
 
 def outbox_entries(config: Config) -> list[Path]:

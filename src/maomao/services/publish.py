@@ -5,7 +5,8 @@ never force) with its snapshot tag, and only then write the advertisement and it
 entry in one etcd transaction, with its ``snapshot`` event. As soon as the push has
 landed, the advertisement goes to the home's outbox, and leaves it once it is in etcd:
 when etcd is unreachable, or the publish is killed before it reached etcd, the next
-command that reaches etcd (or the running node) writes it. Nothing is lost, nothing is
+publish from this home (or the running node, or :func:`flush`) writes it; reading
+commands never do. Nothing is lost, nothing is
 advertised twice. Publishes of one directory in one home wait for each other on a local
 lock instead of failing on git's ``index.lock``.
 
