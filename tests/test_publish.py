@@ -209,7 +209,12 @@ def test_bad_git_remote_template_is_a_one_line_error(alice: Mao, tmp_path: Path,
 
 
 async def test_two_clones_of_one_dataset_queued_in_two_homes_end_on_the_remotes_tip(
-    operator_home, git_config, bare_repo, etcdctl: Etcdctl, ns: str, tmp_path: Path,
+    operator_home,
+    git_config,
+    bare_repo,
+    etcdctl: Etcdctl,
+    ns: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # type: ignore[no-untyped-def]
     """One operator, two homes, two clones of one dataset, both offline in the same second:
