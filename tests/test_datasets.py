@@ -3,6 +3,7 @@ git remotes (bare repositories, `git daemon`, sshd), checked with etcdctl and gi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from conftest import Mao, free_port
 from gitservers import git
+from maomao.config import load
+from maomao.services import publish as publishing
 from snapshots import CSV_REPOS, publish, write_data
 
 
@@ -128,11 +131,24 @@ def test_etcd_unreachable_after_push_queues_then_flushes_once(
     assert doc["state"] == "queued" and Path(doc["outbox_file"]).exists()
     assert git("rev-parse", "refs/heads/main", cwd=remote) == doc["advertisement"]["commit"]  # pushed
     assert etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/") == {}
-    # the next command that reaches etcd writes it
+    # reading never writes: listings leave the outbox alone
+    for listing in (
+        ("dataset", "list", "--hub", "dockerhub"),
+        ("dataset", "hubs"),
+        ("dataset", "dates", "dockerhub"),
+    ):
+        assert alice("--json", *listing).code == 0
+    assert alice("--json", "dataset", "list", "--hub", "dockerhub").json()["snapshots"] == []
+    assert Path(doc["outbox_file"]).exists()
+    assert etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/") == {}
+    # a flush (the node's, or the next publish's) writes it, once
+    assert [ad.commit for ad in asyncio.run(publishing.flush(load(alice.home)))] == [
+        doc["advertisement"]["commit"]
+    ]
     listed = alice("--json", "dataset", "list", "--hub", "dockerhub")
     assert [s["commit"] for s in listed.json()["snapshots"]] == [doc["advertisement"]["commit"]]
     assert not Path(doc["outbox_file"]).exists()
-    alice("--json", "dataset", "hubs")
+    assert asyncio.run(publishing.flush(load(alice.home))) == []
     events = [k for k in etcdctl.get_prefix(f"{ns}/events/snapshot/")]
     assert len(events) == 1  # advertised once, not twice
 

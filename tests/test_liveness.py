@@ -274,7 +274,7 @@ async def test_cancelling_a_pipeline_run_records_it_and_its_step_cancelled(
 
     file = tmp_path / "naps.yaml"
     file.write_text("name: naps\nsteps:\n  - tool: collector\n    command: nap\n    output: napped\n")
-    await add_pipeline(alice_tools, file)
+    await add_pipeline(alice_tools, file.read_text(), source=str(file))
     data = alice_tools.paths.dataset_dir("testhub", "napped")
     task = asyncio.create_task(run_pipeline(alice_tools, "naps", publish=False))
     await asyncio.to_thread(wait_until, lambda: nap_pid(data) is not None or task.done(), 30, "the step")

@@ -143,6 +143,8 @@ def test_run_not_a_list_exact_message() -> None:
         ("[commands.c]\nrun = ['x']\ntiemout = 3\n", "unknown key commands.c.tiemout"),
         ("[commands.c]\nrun = ['x']\ntimeout = -1\n", "commands.c.timeout must be a positive number"),
         ("[commands.c]\nrun = ['x']\ntimeout = true\n", "commands.c.timeout must be a positive number"),
+        ("[commands.c]\nrun = ['x']\ntimeout = nan\n", "commands.c.timeout must be a positive number"),
+        ("[commands.c]\nrun = ['x']\ntimeout = inf\n", "commands.c.timeout must be a positive number"),
         ("[commands.c]\nrun = ['x']\nenv = ['A-B']\n", "commands.c.env: invalid variable name 'A-B'"),
         ("[commands.c]\nrun = ['x']\nenv = ['MAO_HUB']\n", "commands.c.env: MAO_HUB is reserved"),
         ("[commands.c]\nrun = ['x']\nenv = 'TOKEN'\n", "commands.c.env must be a list"),
@@ -234,3 +236,23 @@ def test_any_value_stays_one_argv_item(value: str) -> None:
         manifest_with("[commands.c]\nrun = ['echo', '{v}']\n[commands.c.args.v]\n")
     ).command("c")
     assert build_argv(command, resolve_args(command, {"v": value})) == ["echo", value]
+
+
+def test_manifests_and_pipelines_share_one_rule_for_names_values_and_timeouts() -> None:
+    """One rule each (maomao.manifest) for variable names, scalar values and timeouts: a
+    pipeline step says exactly what a manifest says about the same value."""
+    from maomao.services.pipelines import PipelineError, parse_pipeline
+
+    def pipeline_problem(step: dict[str, object]) -> str:
+        with pytest.raises(PipelineError) as error:
+            parse_pipeline({"name": "p", "steps": [{"tool": "t", **step}]}, "alice", "p.yaml")
+        return error.value.problem
+
+    for name in ("A-B", "MAO_HUB", "1X"):
+        manifest = problem(manifest_with(f"[commands.c]\nrun = ['x']\nenv = ['{name}']\n"))
+        assert manifest.endswith(pipeline_problem({"env": {name: "v"}}).split(": ", 1)[1])
+    for timeout in (float("nan"), float("inf"), 0, -1, True, "60"):
+        assert (
+            pipeline_problem({"timeout": timeout}) == "steps[1].timeout must be a positive number of seconds"
+        )
+    assert pipeline_problem({"args": {"a": [1]}}) == "steps[1].args.a must be a string, a number or a boolean"

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from maomao.config import Config
-from maomao.errors import ConfigError, NotFound
-from maomao.services.pipelines import PipelineError, add_pipeline, load_pipeline_file, run_pipeline
+from maomao.errors import ConfigError, InvalidValue, NotFound
+from maomao.models import PipelineChange
+from maomao.services.pipelines import PipelineError, add_pipeline, parse_pipeline_text, run_pipeline
 from maomao.services.secrets import write_secret
 from maomao.services.tools import add_tool
 from toolrepo import config_for, git, stage_repo
@@ -46,6 +47,11 @@ def pipeline_file(tmp_path: Path, fail_at: str = "") -> Path:
     path = tmp_path / "chain.yaml"
     path.write_text(THREE_STEPS.replace("{fail_at}", fail_at))
     return path
+
+
+async def add_file(config: Config, path: Path) -> PipelineChange:
+    """`pipeline add FILE` in process: the caller reads the file, the service gets its text."""
+    return await add_pipeline(config, path.read_bytes(), source=str(path))
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -145,7 +151,7 @@ def alice_stage(tmp_path: Path, etcd, ns: str) -> Config:  # type: ignore[no-unt
 async def test_a_missing_secret_stops_the_pipeline_before_any_step(
     alice_stage: Config, tmp_path: Path
 ) -> None:
-    await add_pipeline(alice_stage, pipeline_file(tmp_path))
+    await add_file(alice_stage, pipeline_file(tmp_path))
     with pytest.raises(ConfigError, match="secret 'hub_token' is not in"):
         await run_pipeline(alice_stage, "chain", publish=False)
     assert not alice_stage.paths.dataset_dir("testhub", "first").exists()
@@ -174,12 +180,12 @@ async def test_toml_pipelines_and_updates(alice_stage: Config, tmp_path: Path) -
             """
         )
     )
-    first = await add_pipeline(alice_stage, path)
+    first = await add_file(alice_stage, path)
     assert first.action == "created"
     assert [(s.name, s.output) for s in first.entry.pipeline.steps] == [("stage", "one"), ("again", "again")]
-    assert (await add_pipeline(alice_stage, path)).action == "unchanged"
+    assert (await add_file(alice_stage, path)).action == "unchanged"
     path.write_text(path.read_text().replace('label = "yy"', 'label = "zz"'))
-    updated = await add_pipeline(alice_stage, path)
+    updated = await add_file(alice_stage, path)
     assert updated.action == "updated" and updated.entry.revision > first.entry.revision
     outcome = await run_pipeline(alice_stage, "two", publish=False)
     assert outcome.ok and [r.status for r in outcome.steps] == ["succeeded", "succeeded"]
@@ -204,7 +210,7 @@ def test_invalid_pipeline_files_are_one_line_errors(tmp_path: Path, text: str, p
     path = tmp_path / "p.yaml"
     path.write_text(text)
     with pytest.raises(PipelineError) as error:
-        load_pipeline_file(path, "alice")
+        parse_pipeline_text(path.read_bytes(), "alice", str(path))
     assert problem in str(error.value) and "\n" not in str(error.value)
     assert str(error.value).startswith(f"{path}: ")
     assert error.value.exit_code == 1
@@ -216,7 +222,7 @@ async def test_a_pipeline_of_unregistered_tools_is_refused(
     path = tmp_path / "p.yaml"
     path.write_text("name: p\nsteps:\n  - {tool: stage}\n  - {tool: ghost}\n")
     with pytest.raises(NotFound, match="unregistered tool 'ghost'"):
-        await add_pipeline(alice_stage, path)
+        await add_file(alice_stage, path)
     assert etcdctl.get_prefix(f"{ns}/ops/alice/pipelines/") == {}
 
 
@@ -237,7 +243,7 @@ async def test_each_step_publishes_its_output_unless_told_not_to(
         "  - {name: raw, tool: stage, args: {label: r}, publish: false}\n"
         "  - {name: cooked, tool: stage, args: {label: c}}\n"
     )
-    await add_pipeline(config, path)
+    await add_file(config, path)
     outcome = await run_pipeline(config, "pub")
     assert outcome.ok, outcome.error
     raw, cooked = outcome.steps
@@ -246,3 +252,40 @@ async def test_each_step_publishes_its_output_unless_told_not_to(
     assert git(remotes / "raw.git", "rev-list", "--all") == ""  # nothing pushed for the raw step
     ads = etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/testhub/")
     assert [json.loads(v)["run_id"] for v in ads.values()] == [cooked.id]
+
+
+async def test_add_pipeline_takes_text_or_parsed_data_never_a_path(
+    alice_stage: Config, tmp_path: Path
+) -> None:
+    """The service gets the document (the CLI or the API read it); ``source`` names it in
+    errors and a ``.toml`` source is TOML."""
+    parsed = {"name": "byhand", "hub": "testhub", "steps": [{"tool": "stage", "args": {"label": "x"}}]}
+    assert (await add_pipeline(alice_stage, parsed)).action == "created"
+    yaml_text = "name: bytext\nhub: testhub\nsteps:\n  - {tool: stage, args: {label: y}}\n"
+    assert (await add_pipeline(alice_stage, yaml_text)).entry.pipeline.name == "bytext"
+    toml_text = 'name = "bytoml"\n[[steps]]\ntool = "stage"\n'
+    assert (await add_pipeline(alice_stage, toml_text, source="p.toml")).entry.pipeline.name == "bytoml"
+    with pytest.raises(PipelineError, match=r"^upload\.yaml: steps must be a non-empty list$"):
+        await add_pipeline(alice_stage, "name: p\nsteps: []\n", source="upload.yaml")
+    path = tmp_path / "file.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(PipelineError):  # a path is not a document
+        await add_pipeline(alice_stage, str(path))
+
+
+def test_pipeline_add_of_a_missing_file_is_a_one_line_error(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    missing = tmp_path / "nowhere.yaml"
+    result = alice("pipeline", "add", str(missing))
+    assert result.code == 1 and result.err.strip() == f"error: {missing}: not found"
+
+
+async def test_a_stored_pipeline_without_steps_is_refused_not_run(
+    alice_stage: Config, etcdctl, ns: str
+) -> None:  # type: ignore[no-untyped-def]
+    """What etcd holds is untrusted: a pipeline record with no steps is one error line."""
+    etcdctl.put(
+        f"{ns}/ops/alice/pipelines/empty", json.dumps({"name": "empty", "operator": "alice", "steps": []})
+    )
+    with pytest.raises(InvalidValue, match=r"unreadable pipeline at .*/empty: it has no steps"):
+        await run_pipeline(alice_stage, "empty", publish=False)

@@ -64,6 +64,7 @@ async def test_newest_of_many_queued_publishes_wins_within_one_second(
     assert commits[-1] == tip and len(set(commits)) == 25
     assert len(list((alice.home / "outbox").glob("*.json"))) == 25
 
+    await publishing.flush(load(alice.home))
     listed = alice("--json", "dataset", "list", "--hub", "dockerhub")
     assert listed.code == 0, listed.err
     assert [s["commit"] for s in listed.json()["snapshots"]] == [tip]
@@ -85,7 +86,7 @@ async def test_newest_of_many_queued_publishes_wins_within_one_second(
     newest = newer.json()["advertisement"]
     stale = {**ad, "commit": commits[0]}
     (alice.home / "outbox" / "stale.json").write_text(json.dumps(stale))
-    assert alice("dataset", "hubs").code == 0
+    await publishing.flush(load(alice.home))
     again = json.loads(
         etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/")[
             f"{ns}/ops/alice/snapshots/dockerhub/2026-11-20/data"
@@ -139,7 +140,7 @@ def test_publish_killed_between_push_and_advertisement_is_advertised_by_the_next
     alice: Mao, bare_repo, blackhole: Blackhole, etcdctl: Etcdctl, ns: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """The publish is killed while it waits on etcd (its push has landed): the next
-    command that reaches etcd (`dataset list`) advertises it, once."""
+    publish from this home (of another dataset) advertises it, once."""
     remote = bare_repo("killed.git")
     data = write_data(tmp_path / "data")
     proc = subprocess.Popen(
@@ -160,11 +161,15 @@ def test_publish_killed_between_push_and_advertisement_is_advertised_by_the_next
     tip = git("rev-parse", "refs/heads/main", cwd=remote)  # the push had landed
     assert etcdctl.get_prefix(f"{ns}/ops/alice/snapshots/") == {}
 
-    listed = alice("--json", "dataset", "list", "--hub", "quay")
+    other = write_data(tmp_path / "other")
+    published = alice("--json", "dataset", "publish", str(other), "--hub", "quay", "--date", "2026-11-20",
+                      "--remote", str(bare_repo("other.git")))  # fmt: skip
+    assert published.code == 0, published.err
+    listed = alice("--json", "dataset", "list", "--hub", "quay", "--date", "2026-11-20")
     assert listed.code == 0, listed.err
-    assert [s["commit"] for s in listed.json()["snapshots"]] == [tip]
-    assert alice("dataset", "hubs").code == 0
-    assert [e["commit"] for e in snapshot_events(etcdctl, ns)] == [tip]  # once
+    by_dataset = {s["dataset"]: s["commit"] for s in listed.json()["snapshots"]}
+    assert by_dataset == {"data": tip, "other": published.json()["advertisement"]["commit"]}
+    assert [e["commit"] for e in snapshot_events(etcdctl, ns) if e["dataset"] == "data"] == [tip]  # once
     assert not list((alice.home / "outbox").glob("*.json"))
 
 
@@ -204,7 +209,12 @@ def test_bad_git_remote_template_is_a_one_line_error(alice: Mao, tmp_path: Path,
 
 
 async def test_two_clones_of_one_dataset_queued_in_two_homes_end_on_the_remotes_tip(
-    operator_home, git_config, bare_repo, etcdctl: Etcdctl, ns: str, tmp_path: Path,
+    operator_home,
+    git_config,
+    bare_repo,
+    etcdctl: Etcdctl,
+    ns: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # type: ignore[no-untyped-def]
     """One operator, two homes, two clones of one dataset, both offline in the same second:
@@ -233,7 +243,7 @@ async def test_two_clones_of_one_dataset_queued_in_two_homes_end_on_the_remotes_
     tip = git("rev-parse", "HEAD", cwd=remote)
     assert commits[-1] == tip and commits[0] != tip
     # the newer publish is flushed first, the older one last
-    assert second("dataset", "hubs").code == 0
-    assert first("dataset", "hubs").code == 0
+    await publishing.flush(load(second.home))
+    await publishing.flush(load(first.home))
     key = f"{ns}/ops/alice/snapshots/dockerhub/2026-11-20/data"
     assert json.loads(etcdctl.get_prefix(key)[key])["commit"] == tip

@@ -40,6 +40,7 @@ Only :func:`load_manifest` does I/O (it reads the file).
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -63,6 +64,8 @@ _ENV_RE = re.compile(rf"{ENV_RULE}")
 
 #: Prefix of the variables maomao itself gives every run (DESIGN.md).
 RESERVED_ENV_PREFIX = "MAO_"
+#: The variables every run gets (``MAO_INPUT_DIR`` only when it has an input).
+MAO_VARIABLES = ("MAO_DATA_DIR", "MAO_INPUT_DIR", "MAO_OPERATOR", "MAO_HUB", "MAO_RUN_ID")
 
 # ``{{``, ``}}``, ``{name}``, or a stray brace (an error).
 _TOKEN_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -212,6 +215,52 @@ class Manifest:
         return parse_manifest_data(data, source)
 
 
+# -- the value rules that manifests, pipelines and runners share ------------------------
+
+
+def check_env_name(name: object) -> str:
+    """A variable name a tool may be given: :data:`ENV_RULE`, and not one of the ``MAO_*``
+    names maomao sets itself.
+
+    :raises ValueError: the problem, one line (callers prefix where it was found).
+    """
+    if not isinstance(name, str) or not _ENV_RE.fullmatch(name):
+        raise ValueError(f"invalid variable name {name!r}: must match {ENV_RULE}")
+    if name.startswith(RESERVED_ENV_PREFIX):
+        raise ValueError(f"{name} is reserved (maomao sets the MAO_* variables)")
+    return name
+
+
+def scalar_text(value: object) -> str:
+    """An argument or variable value as text: strings as they are, numbers and booleans
+    written out (``true``/``false``, as TOML and YAML spell them).
+
+    :raises ValueError: anything else (a list, a table, null).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ValueError("must be a string, a number or a boolean")
+
+
+def timeout_seconds(value: object) -> float | None:
+    """A timeout as given (``None``: not given): a finite number of seconds above zero.
+
+    :raises ValueError: a boolean, text, zero, a negative number, NaN or infinity.
+    """
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError("must be a positive number of seconds")
+    return float(value)
+
+
 # -- reading and validating -------------------------------------------------------------
 
 
@@ -299,11 +348,10 @@ class _Parser:
             or not run[0]
         ):
             raise self.fail(f"{where}.run must be a non-empty list of strings")
-        timeout = data.get("timeout")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise self.fail(f"{where}.timeout must be a positive number of seconds")
+        try:
+            timeout = timeout_seconds(data.get("timeout"))
+        except ValueError as exc:
+            raise self.fail(f"{where}.timeout {exc}") from None
         args_data = data.get("args", {})
         if not isinstance(args_data, Mapping):
             raise self.fail(f"{where}.args must be a table of [{where}.args.NAME] tables")
@@ -320,7 +368,7 @@ class _Parser:
             name=name,
             run=tuple(run),
             description=self.text(data.get("description", ""), f"{where}.description"),
-            timeout=None if timeout is None else float(timeout),
+            timeout=timeout,
             image=self.optional_text(data.get("image"), f"{where}.image"),
             env=self.env(data.get("env", []), f"{where}.env"),
             args=args,
@@ -383,20 +431,19 @@ class _Parser:
 
     def scalar(self, value: Any, where: str) -> str:
         """Argument values are strings; TOML numbers and booleans are written as strings."""
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str | int | float):
-            return str(value)
-        raise self.fail(f"{where} must be a string, a number or a boolean")
+        try:
+            return scalar_text(value)
+        except ValueError as exc:
+            raise self.fail(f"{where} {exc}") from None
 
     def env(self, value: Any, where: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise self.fail(f"{where} must be a list of environment variable names")
         for item in value:
-            if not _ENV_RE.fullmatch(item):
-                raise self.fail(f"{where}: invalid variable name {item!r}: must match {ENV_RULE}")
-            if item.startswith(RESERVED_ENV_PREFIX):
-                raise self.fail(f"{where}: {item} is reserved (maomao sets the MAO_* variables)")
+            try:
+                check_env_name(item)
+            except ValueError as exc:
+                raise self.fail(f"{where}: {exc}") from None
         return tuple(dict.fromkeys(value))
 
     def placeholders(self, item: str, where: str) -> list[str]:

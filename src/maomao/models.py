@@ -228,6 +228,54 @@ class RetrieveResult(Record, frozen=True, kw_only=True):
     advertisement: Advertisement
 
 
+class TreeCheck(Record, frozen=True, kw_only=True):
+    """A working tree checked against an advertisement: ``problem`` is one line naming the
+    first difference (``digest mismatch: …``, ``files mismatch: …``), empty when ``ok``;
+    ``commit`` and ``digest`` are what the tree holds, as far as the check got."""
+
+    ok: bool
+    problem: str = ""
+    commit: str | None = None
+    digest: str | None = None
+
+
+class VerifyResult(Record, frozen=True, kw_only=True):
+    """What `mao dataset verify` found: the tree's check against its advertisement, read
+    from ``source`` (``etcd``, or the local copy kept in ``.git`` when etcd is away)."""
+
+    path: str
+    key: str
+    source: str
+    expected_commit: str
+    expected_digest: str
+    ok: bool
+    problem: str = ""
+    commit: str | None = None
+    digest: str | None = None
+
+
+# -- the keyspace -----------------------------------------------------------------------------
+
+
+class Dump(Record, frozen=True, kw_only=True):
+    """`mao etcd dump`: the YAML of a subtree, its number of keys and the revision read at."""
+
+    prefix: str
+    yaml: str
+    keys: int
+    revision: int
+
+
+class LoadResult(Record, frozen=True, kw_only=True):
+    """`mao etcd load`: how many keys the one transaction wrote, deleted and left alone."""
+
+    prefix: str
+    replace: bool
+    put: int
+    deleted: int
+    unchanged: int
+
+
 # -- tools, runs and pipelines ---------------------------------------------------------------
 
 
@@ -275,6 +323,29 @@ class ToolInstall(Record, frozen=True, kw_only=True):
     image: str = ""
     installed_at: str = ""
     previous_commit: str = ""
+
+
+class ToolEntry(Record, frozen=True):
+    """A registered tool as read: its record, where it lives and its mod revision.
+
+    :meth:`to_dict` flattens the record beside ``key`` and ``revision`` (the CLI's JSON)."""
+
+    record: ToolRecord
+    key: str
+    revision: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record.to_dict(), "key": self.key, "revision": self.revision}
+
+
+class ToolChange(Record, frozen=True):
+    """What `mao tool add` did: ``action`` is ``created``, ``updated`` or ``unchanged``."""
+
+    action: str
+    entry: ToolEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "tool": self.entry.to_dict()}
 
 
 class RunRecord(Record, frozen=True, kw_only=True):
@@ -325,6 +396,18 @@ class RunRecord(Record, frozen=True, kw_only=True):
         return self.status not in ("waiting", "running")
 
 
+class RunLog(Record, frozen=True):
+    """The log of one run (a pipeline run: its steps' logs in order); ``files`` are the
+    log files read, ``text`` their content. :meth:`to_dict` names the run ``id``."""
+
+    run_id: str
+    files: list[str]
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.run_id, "files": self.files, "text": self.text}
+
+
 class SecretRef(Record, frozen=True, kw_only=True):
     """``{secret: NAME}`` in a pipeline step's env: a value read from the operator's local
     secrets file at run time; only the name is ever stored."""
@@ -360,3 +443,26 @@ class Pipeline(Record, frozen=True, kw_only=True):
     hub: str = ""
     created_at: str = ""
     updated_at: str = ""
+
+
+class PipelineEntry(Record, frozen=True):
+    """A stored pipeline as read: the pipeline, its key and its mod revision.
+
+    :meth:`to_dict` flattens the pipeline beside ``key`` and ``revision`` (the CLI's JSON)."""
+
+    pipeline: Pipeline
+    key: str
+    revision: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.pipeline.to_dict(), "key": self.key, "revision": self.revision}
+
+
+class PipelineChange(Record, frozen=True):
+    """What `mao pipeline add` did: ``created``, ``updated`` or ``unchanged``."""
+
+    action: str
+    entry: PipelineEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "pipeline": self.entry.to_dict()}

@@ -315,8 +315,9 @@ def watch(prefix: str, since: int, count: int) -> None:
         def announce(where: str, revision: int) -> None:
             note(f"watching {where} from revision {revision} (Ctrl-C stops)")
 
-        async for event, resync in watch_changes(config, prefix, since=since, on_start=announce):
-            doc = {**event.to_dict(), "resync": resync}
+        async for change in watch_changes(config, prefix, since=since, on_start=announce):
+            event = change.event
+            doc = {**event.to_dict(), "resync": change.resync}
             value = doc["value"] if event.type == "put" else ""
             shown = value if len(value) <= 120 else value[:117] + "..."
             line = f"{event.revision:>8}  {event.type.upper():<6} {event.key[root_len:]}  {shown}"
@@ -338,8 +339,8 @@ def etcd_dump(prefix: str, output: Path | None) -> None:
     from maomao.services.keyspace import dump_subtree
 
     config = load_config()
-    text, revision, count = arun(dump_subtree(config, prefix))
-    where = config.keys.under(prefix)
+    dump = arun(dump_subtree(config, prefix))
+    text, revision, count, where = dump.yaml, dump.revision, dump.keys, dump.prefix
     if output is not None:
         output.write_text(text, encoding="utf-8")
         doc = {"prefix": where, "file": str(output), "keys": count, "revision": revision}
@@ -356,13 +357,20 @@ def etcd_dump(prefix: str, output: Path | None) -> None:
 @click.option("--replace", is_flag=True, help="Delete keys under PREFIX that FILE does not hold.")
 def etcd_load(file: Path, prefix: str, replace: bool) -> None:
     """Write a YAML FILE (- for stdin) under PREFIX in one transaction (yaml2etcd)."""
+    from maomao.errors import InvalidValue, NotFound
     from maomao.services.keyspace import load_subtree
 
     config = load_config()
-    result = arun(load_subtree(config, file, prefix, replace=replace))
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(str(file), f"no such file: {file}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidValue(f"cannot read {file}: {exc}") from None
+    result = arun(load_subtree(config, text, prefix, replace=replace))
     emit(
-        result,
-        f"{result['prefix']}: {result['put']} written, {result['deleted']} deleted, {result['unchanged']} unchanged",
+        result.to_dict(),
+        f"{result.prefix}: {result.put} written, {result.deleted} deleted, {result.unchanged} unchanged",
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -143,7 +142,10 @@ def verify(directory: Path) -> None:
     """Recompute the digest of DIRECTORY and compare it with its advertisement."""
     from maomao.services import datasets
 
-    result: dict[str, Any] = arun(datasets.verify(load_config(), directory))
-    if result["source"] != "etcd":
-        note(f"note: checked against the {result['source']}")
-    emit(result, f"ok: {result['path']} is commit {result['commit'][:12]}, digest {result['digest'][:19]}…")
+    result = arun(datasets.verify(load_config(), directory))
+    if result.source != "etcd":
+        note(f"note: checked against the {result.source}")
+    emit(
+        result.to_dict(),
+        f"ok: {result.path} is commit {(result.commit or '')[:12]}, digest {(result.digest or '')[:19]}…",
+    )

@@ -301,7 +301,7 @@ def _pick_command(
     """In a terminal: choose the command if not given, then ask for arguments."""
     from maomao.services.tools import ensure_installed
 
-    manifest: Manifest = _arun(ensure_installed(config, name))[1]
+    manifest: Manifest = _arun(ensure_installed(config, name)).manifest
     every = command is None
     if command is None:
         if len(manifest.commands) == 1:
@@ -407,10 +407,16 @@ def pipeline_group() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def pipeline_add(file: Path) -> None:
     """Validate a pipeline FILE (YAML or TOML) and store it (replacing your earlier version)."""
-    from maomao.services.pipelines import add_pipeline
+    from maomao.services.pipelines import PipelineError, add_pipeline
 
     config = _config()
-    change = _arun(add_pipeline(config, file))
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(str(file), "not found") from None
+    except OSError as exc:
+        raise PipelineError(str(file), f"cannot be read: {exc.strerror or exc}") from None
+    change = _arun(add_pipeline(config, raw, source=str(file)))
     pipeline = change.entry.pipeline
     steps = " → ".join(f"{s.name} ({s.tool})" for s in pipeline.steps)
     emit(change.to_dict(), f"{change.action} pipeline {pipeline.name}: {steps}")

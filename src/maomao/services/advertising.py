@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import uuid
 from pathlib import Path
 
+from maomao.atomic import atomic_write
 from maomao.config import Config
 from maomao.errors import InvalidValue, MaoError, NotFound, Unavailable
 from maomao.etcd import Compare, Put, Store
 from maomao.keys import DATE_RULE, Keys, validate_date, validate_name
 from maomao.models import Advertisement, IndexEntry, Listing
+from maomao.services.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,8 @@ log = logging.getLogger(__name__)
 EVENT_RETENTION = 7 * 24 * 3600
 
 
-def event_id() -> str:
-    """Sortable, unique event ids: time-ordered hex (uuid7 needs Python 3.14)."""
-    import time
-
-    return f"{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+#: Event ids follow the one id scheme (time-ordered hex, see :mod:`maomao.services.ids`).
+event_id = new_id
 
 
 def supersedes(new: Advertisement, old: Advertisement) -> bool:
@@ -96,7 +94,7 @@ async def advertise(store: Store, keys: Keys, ad: Advertisement) -> int:
 # -- outbox --------------------------------------------------------------------------------
 # A publish puts its advertisement here as soon as its push has landed, before it contacts
 # etcd, and removes it once advertised: a publish killed in between (or that found etcd
-# away) is finished by the next command that flushes the outbox, or by the node.
+# away) is finished by the next publish from this home, or by the node (listings never write).
 
 
 def outbox_entries(config: Config) -> list[Path]:
@@ -108,13 +106,8 @@ def queue(config: Config, ad: Advertisement) -> Path:
     """Keep an advertisement for later (written atomically, one file per publish)."""
     folder = config.paths.outbox_dir
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (
-        f"{ad.hub}-{ad.date}-{ad.dataset}-{ad.sequence:012d}-{ad.commit[:12]}.json"
-    )
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(ad.to_json())
-    tmp.replace(path)
-    return path
+    path = folder / (f"{ad.hub}-{ad.date}-{ad.dataset}-{ad.sequence:012d}-{ad.commit[:12]}.json")
+    return atomic_write(path, ad.to_json())
 
 
 def unqueue(path: Path) -> None:

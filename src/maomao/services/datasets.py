@@ -15,19 +15,21 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from maomao import gitstore
+from maomao import gitstore, metrics
 from maomao.config import Config
 from maomao.errors import AlreadyExists, MaoError, NotFound, Unavailable, UsageError
-from maomao.etcd import open_store
+from maomao.etcd import Store
 from maomao.keys import validate_name
-from maomao.models import Advertisement, IndexEntry, Listing, RetrieveResult
+from maomao.models import Advertisement, IndexEntry, Listing, RetrieveResult, TreeCheck, VerifyResult
 from maomao.paths import import_path
 from maomao.services import advertising
+from maomao.services.store import using_store
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +63,33 @@ def remember(directory: Path, key: str, ad: Advertisement) -> None:
 
 
 # -- retrieve mode -------------------------------------------------------------------------
-async def hubs(config: Config) -> Listing[str]:
-    """`dataset hubs`: what waits in the outbox is written first, then listed."""
-    async with open_store(config) as store:
-        await advertising.flush_outbox(config, store)
-        return await advertising.list_hubs(store, config.keys)
+# Reading never writes: the outbox is flushed by the node and by publishes, not here.
 
 
-async def dates(config: Config, hub: str) -> Listing[str]:
+async def hubs(config: Config, *, store: Store | None = None) -> Listing[str]:
+    """`dataset hubs`: the hubs that have snapshots."""
+    async with using_store(config, store) as s:
+        return await advertising.list_hubs(s, config.keys)
+
+
+async def dates(config: Config, hub: str, *, store: Store | None = None) -> Listing[str]:
     """`dataset dates HUB`, newest first."""
     validate_name(hub, "hub")
-    async with open_store(config) as store:
-        await advertising.flush_outbox(config, store)
-        return await advertising.list_dates(store, config.keys, hub)
+    async with using_store(config, store) as s:
+        return await advertising.list_dates(s, config.keys, hub)
 
 
 async def listing(
-    config: Config, *, hub: str | None = None, date: str | None = None, operator: str | None = None
+    config: Config,
+    *,
+    hub: str | None = None,
+    date: str | None = None,
+    operator: str | None = None,
+    store: Store | None = None,
 ) -> Listing[IndexEntry]:
     """`dataset list`, narrowed by hub, date and operator."""
-    async with open_store(config) as store:
-        await advertising.flush_outbox(config, store)
-        return await advertising.list_entries(store, config.keys, hub=hub, date=date, operator=operator)
+    async with using_store(config, store) as s:
+        return await advertising.list_entries(s, config.keys, hub=hub, date=date, operator=operator)
 
 
 async def retrieve(
@@ -94,6 +101,7 @@ async def retrieve(
     *,
     dest: Path | None = None,
     progress: gitstore.ProgressCallback | None = None,
+    store: Store | None = None,
 ) -> RetrieveResult:
     """Fetch exactly the advertised commit and verify it (see the module docstring).
 
@@ -102,32 +110,49 @@ async def retrieve(
     :raises InvalidValue: the snapshot holds a symlink leaving it, or a nested repository.
     :raises UsageError: the operator has several datasets that day and none was named.
     """
-    async with open_store(config) as store:
-        await advertising.flush_outbox(config, store)
+    started = time.monotonic()
+    try:
+        return await _retrieve(config, hub, date, operator, dataset, dest, progress, store)
+    finally:
+        metrics.retrieve_took(time.monotonic() - started)
+
+
+async def _retrieve(
+    config: Config,
+    hub: str,
+    date: str,
+    operator: str,
+    dataset: str | None,
+    dest: Path | None,
+    progress: gitstore.ProgressCallback | None,
+    store: Store | None,
+) -> RetrieveResult:
+    async with using_store(config, store) as s:
         if dataset is None:
-            found = await advertising.list_entries(store, config.keys, hub=hub, date=date, operator=operator)
-            names = sorted({e.dataset for e in found})
-            if not names:
-                raise NotFound("snapshot", f"no snapshot of {hub} on {date} by {operator}")
-            if len(names) > 1:
-                raise UsageError(
-                    f"{operator} has several datasets on {date}: {', '.join(names)} (give --dataset)"
-                )
-            dataset = names[0]
-        ad = await advertising.advertisement(store, config.keys, hub, date, operator, dataset)
+            dataset = await _only_dataset(s, config, hub, date, operator)
+        ad = await advertising.advertisement(s, config.keys, hub, date, operator, dataset)
     target = (
         dest.expanduser().resolve() if dest else import_path(config.import_dir, hub, date, operator, dataset)
     )
     key = config.keys.snapshot(operator, hub, date, dataset)
     if target.exists():
         check = await asyncio.to_thread(_check_tree, target, ad)
-        if check["ok"]:
+        if check.ok:
             return RetrieveResult(state="present", path=str(target), advertisement=ad)
-        raise AlreadyExists(
-            f"{target} exists and is not this snapshot ({check['problem']}); move it away first"
-        )
+        raise AlreadyExists(f"{target} exists and is not this snapshot ({check.problem}); move it away first")
     await asyncio.to_thread(_fetch_verified, target, ad, key, ssh_key(config), progress)
     return RetrieveResult(state="retrieved", path=str(target), advertisement=ad)
+
+
+async def _only_dataset(store: Store, config: Config, hub: str, date: str, operator: str) -> str:
+    """The operator's one dataset of *hub* on *date*; :raises UsageError: it has several."""
+    found = await advertising.list_entries(store, config.keys, hub=hub, date=date, operator=operator)
+    names = sorted({e.dataset for e in found.items})
+    if not names:
+        raise NotFound("snapshot", f"no snapshot of {hub} on {date} by {operator}")
+    if len(names) > 1:
+        raise UsageError(f"{operator} has several datasets on {date}: {', '.join(names)} (give --dataset)")
+    return names[0]
 
 
 def _fetch_verified(
@@ -143,9 +168,9 @@ def _fetch_verified(
         staged = staging_root / "tree"
         fetched = gitstore.fetch_commit(ad.url, ad.commit, staged, ssh=ssh, progress=progress)
         check = _check_tree(staged, ad, paths=fetched.paths)
-        if not check["ok"]:
+        if not check.ok:
             raise DigestMismatch(
-                f"{ad.operator}/{ad.hub}/{ad.date}/{ad.dataset}: {check['problem']} "
+                f"{ad.operator}/{ad.hub}/{ad.date}/{ad.dataset}: {check.problem} "
                 f"(the remote {ad.url} does not hold what was advertised)"
             )
         remember(staged, key, ad)
@@ -154,7 +179,7 @@ def _fetch_verified(
         shutil.rmtree(staging_root, ignore_errors=True)
 
 
-def _check_tree(tree: Path, ad: Advertisement, *, paths: tuple[str, ...] | None = None) -> dict[str, Any]:
+def _check_tree(tree: Path, ad: Advertisement, *, paths: tuple[str, ...] | None = None) -> TreeCheck:
     """Commit, digest, files list and control metric of a working tree against an advertisement.
 
     *paths*: the tree was just checked out at ``ad.commit`` by ``fetch_commit`` (which
@@ -163,35 +188,42 @@ def _check_tree(tree: Path, ad: Advertisement, *, paths: tuple[str, ...] | None 
     advertisements, ``sha256-v2:``). ``problem`` is one line naming the first difference,
     starting with what differs: ``digest mismatch``, ``files mismatch``, ``metric mismatch``.
     """
-    result: dict[str, Any] = {"ok": False, "problem": "", "commit": None, "digest": None}
     if paths is None:
         try:
             commit = gitstore.head(tree)
         except MaoError as exc:
-            return {**result, "problem": str(exc)}
-        result["commit"] = commit
+            return TreeCheck(ok=False, problem=str(exc))
         if commit != ad.commit:
-            return {**result, "problem": f"commit mismatch: commit {commit} instead of {ad.commit}"}
-    result["commit"] = ad.commit
+            return TreeCheck(
+                ok=False, problem=f"commit mismatch: commit {commit} instead of {ad.commit}", commit=commit
+            )
     scheme = gitstore.digest_scheme(ad.digest)
     if scheme is None:
-        return {**result, "problem": f"digest mismatch: unknown digest scheme in {ad.digest[:24]!r}"}
+        return TreeCheck(
+            ok=False,
+            problem=f"digest mismatch: unknown digest scheme in {ad.digest[:24]!r}",
+            commit=ad.commit,
+        )
     try:
         listed = paths if paths is not None else gitstore.committed_paths(tree, ad.commit)
         snapshot = gitstore.compute_snapshot(tree, listed, scheme=scheme)
     except MaoError as exc:
-        return {**result, "problem": f"digest mismatch: {exc}"}
-    result["digest"] = snapshot.digest
+        return TreeCheck(ok=False, problem=f"digest mismatch: {exc}", commit=ad.commit)
+
+    def failed(problem: str) -> TreeCheck:
+        return TreeCheck(ok=False, problem=problem, commit=ad.commit, digest=snapshot.digest)
+
     if snapshot.digest != ad.digest:
-        return {**result, "problem": f"digest mismatch: digest {snapshot.digest} instead of {ad.digest}"}
+        return failed(f"digest mismatch: digest {snapshot.digest} instead of {ad.digest}")
     problem = files_difference(ad.files, snapshot.files)
     if problem is not None:
-        return {**result, "problem": f"files mismatch: {problem}"}
+        return failed(f"files mismatch: {problem}")
     metric = gitstore.control_metric(tree, snapshot.total_rows)
     if not _same_metric(ad.metric, metric):
-        return {**result, "problem": f"metric mismatch: the tree's control metric is {metric:g}, "
-                                     f"the advertisement says {ad.metric!r}"}  # fmt: skip
-    return {**result, "ok": True}
+        return failed(
+            f"metric mismatch: the tree's control metric is {metric:g}, the advertisement says {ad.metric!r}"
+        )
+    return TreeCheck(ok=True, commit=ad.commit, digest=snapshot.digest)
 
 
 def files_difference(advertised: Any, files: tuple[gitstore.FileEntry, ...]) -> str | None:
@@ -233,10 +265,10 @@ def _same_metric(advertised: float | None, actual: float) -> bool:
     return math.isclose(advertised, actual, rel_tol=1e-12, abs_tol=1e-12)
 
 
-async def verify(config: Config, directory: Path) -> dict[str, Any]:
+async def verify(config: Config, directory: Path, *, store: Store | None = None) -> VerifyResult:
     """Recompute the digest, files list and control metric of a published or retrieved tree
     and compare them with the advertisement (as etcd holds it now; the copy kept in ``.git``
-    if etcd is away).
+    if etcd is away). etcd is asked for the advertisement only.
 
     :raises DigestMismatch: the tree is not the advertised snapshot (the first difference).
     """
@@ -248,20 +280,21 @@ async def verify(config: Config, directory: Path) -> dict[str, Any]:
     ad = Advertisement.from_dict(saved["advertisement"])
     source = "etcd"
     try:
-        async with open_store(config) as store:
-            await advertising.flush_outbox(config, store)
-            ad = await advertising.advertisement(store, config.keys, ad.hub, ad.date, ad.operator, ad.dataset)
+        async with using_store(config, store) as s:
+            ad = await advertising.advertisement(s, config.keys, ad.hub, ad.date, ad.operator, ad.dataset)
     except Unavailable:
         source = "local copy (etcd unreachable)"
     check = await asyncio.to_thread(_check_tree, directory, ad)
-    result = {
-        "path": str(directory),
-        "key": saved["key"],
-        "source": source,
-        "expected_commit": ad.commit,
-        "expected_digest": ad.digest,
-        **check,
-    }
-    if not check["ok"]:
-        raise DigestMismatch(f"{directory}: {check['problem']}")
-    return result
+    if not check.ok:
+        raise DigestMismatch(f"{directory}: {check.problem}")
+    return VerifyResult(
+        path=str(directory),
+        key=saved["key"],
+        source=source,
+        expected_commit=ad.commit,
+        expected_digest=ad.digest,
+        ok=check.ok,
+        problem=check.problem,
+        commit=check.commit,
+        digest=check.digest,
+    )

@@ -1,6 +1,6 @@
 """Pipelines: tool commands run in order, each step's output the next step's input.
 
-A pipeline file (YAML, or TOML with ``[[steps]]``)::
+A pipeline document (YAML, or TOML with ``[[steps]]``; the caller reads the file)::
 
     name: hubstats                  # naming rule
     description: daily hub stats    # optional
@@ -51,15 +51,23 @@ from maomao.config import Config
 from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Get, Store
 from maomao.keys import validate_name
-from maomao.manifest import ARG_RULE, ENV_RULE, RESERVED_ENV_PREFIX
-from maomao.models import Listing, Pipeline, PipelineStep, RunRecord, SecretRef
+from maomao.manifest import ARG_RULE, check_env_name, scalar_text, timeout_seconds
+from maomao.models import (
+    Listing,
+    Pipeline,
+    PipelineChange,
+    PipelineEntry,
+    PipelineStep,
+    RunRecord,
+    SecretRef,
+)
 from maomao.runners import DEFAULT_RUNNER
-from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunRequest, new_run_id, run_tool
+from maomao.services.ids import new_id
+from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunFailed, RunOutcome, RunRequest, run_tool
 from maomao.services.secrets import load_secrets, secret, validate_secret_name
-from maomao.services.tools import using_store
+from maomao.services.store import using_store
 
 _ARG_RE = re.compile(rf"{ARG_RULE}")
-_ENV_RE = re.compile(rf"{ENV_RULE}")
 #: Variable names whose value is a secret: only a ``{secret: NAME}`` reference is accepted.
 _SECRET_NAME_RE = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL", re.IGNORECASE)
 
@@ -79,23 +87,18 @@ class PipelineError(InvalidValue):
 # -- reading and validating a pipeline file ------------------------------------------------------
 
 
-def load_pipeline_file(path: Path, operator: str) -> Pipeline:
-    """Read and validate a pipeline file (``.toml`` is TOML; anything else YAML, so JSON too).
+def parse_pipeline_text(text: str | bytes, operator: str, source: str = "pipeline") -> Pipeline:
+    """Parse and validate a pipeline document: TOML when *source* (the name errors give it,
+    e.g. the file the caller read) ends in ``.toml``, else YAML (so JSON too).
 
-    :raises PipelineError: unreadable, not YAML/TOML, or not a valid pipeline.
+    :raises PipelineError: not UTF-8, not YAML/TOML, or not a valid pipeline.
     """
-    source = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PipelineError(source, "not found") from None
-    except OSError as exc:
-        raise PipelineError(source, f"cannot be read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PipelineError(source, f"not UTF-8 text (byte {exc.start})") from None
-    if path.suffix.lower() == ".toml":
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PipelineError(source, f"not UTF-8 text (byte {exc.start})") from None
+    if source.lower().endswith(".toml"):
         try:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -151,11 +154,10 @@ def _name(value: Any, where: str, kind: str, fail: Callable[[str], PipelineError
 
 
 def _scalar(value: Any, where: str, fail: Callable[[str], PipelineError]) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise fail(f"{where} must be a string, a number or a boolean")
+    try:
+        return scalar_text(value)
+    except ValueError as exc:
+        raise fail(f"{where} {exc}") from None
 
 
 def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> PipelineStep:
@@ -188,11 +190,10 @@ def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> Pipeli
         "" if data.get("input") in (None, "") else _name(data["input"], f"{where}.input", "dataset", fail)
     )
     hub = "" if data.get("hub") in (None, "") else _name(data["hub"], f"{where}.hub", "hub", fail)
-    timeout = data.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise fail(f"{where}.timeout must be a positive number of seconds")
+    try:
+        timeout = timeout_seconds(data.get("timeout"))
+    except ValueError as exc:
+        raise fail(f"{where}.timeout {exc}") from None
     publish = data.get("publish", True)
     if not isinstance(publish, bool):
         raise fail(f"{where}.publish must be true or false")
@@ -205,7 +206,7 @@ def _step(index: int, data: Any, fail: Callable[[str], PipelineError]) -> Pipeli
         input=input_,
         output=output or name,
         hub=hub,
-        timeout=None if timeout is None else float(timeout),
+        timeout=timeout,
         publish=publish,
     )
 
@@ -215,10 +216,10 @@ def _env(data: Any, where: str, fail: Callable[[str], PipelineError]) -> dict[st
         raise fail(f"{where} must be a mapping of variable names to values or {{secret: NAME}}")
     env: dict[str, str | SecretRef] = {}
     for key, value in data.items():
-        if not isinstance(key, str) or not _ENV_RE.fullmatch(key):
-            raise fail(f"{where}: invalid variable name {key!r} (must match {ENV_RULE})")
-        if key.startswith(RESERVED_ENV_PREFIX):
-            raise fail(f"{where}: {key} is reserved (maomao sets the MAO_* variables)")
+        try:
+            check_env_name(key)
+        except ValueError as exc:
+            raise fail(f"{where}: {exc}") from None
         if isinstance(value, Mapping):
             if set(value) != {"secret"}:
                 raise fail(f"{where}.{key} must be a value or {{secret: NAME}}")
@@ -240,27 +241,6 @@ def _env(data: Any, where: str, fail: Callable[[str], PipelineError]) -> dict[st
 # -- the stored pipelines --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PipelineEntry:
-    pipeline: Pipeline
-    key: str
-    revision: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.pipeline.to_dict(), "key": self.key, "revision": self.revision}
-
-
-@dataclass(frozen=True)
-class PipelineChange:
-    """What `mao pipeline add` did: ``created``, ``updated`` or ``unchanged``."""
-
-    action: str
-    entry: PipelineEntry
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "pipeline": self.entry.to_dict()}
-
-
 async def _check_tools(config: Config, pipeline: Pipeline, store: Store) -> None:
     names = list(dict.fromkeys(step.tool for step in pipeline.steps))
     result = await store.txn([], [Get(config.keys.index_tool(name)) for name in names])
@@ -270,15 +250,28 @@ async def _check_tools(config: Config, pipeline: Pipeline, store: Store) -> None
         raise NotFound(f"tool {missing[0]!r}", f"pipeline '{pipeline.name}' uses unregistered tool {listed}")
 
 
-async def add_pipeline(config: Config, file: Path, *, store: Store | None = None) -> PipelineChange:
-    """Validate a pipeline file and store it under this operator (replacing its earlier
-    version by compare-and-swap). Every step's tool must be registered.
+async def add_pipeline(
+    config: Config,
+    document: str | bytes | Mapping[str, Any],
+    *,
+    source: str = "pipeline",
+    store: Store | None = None,
+) -> PipelineChange:
+    """Validate a pipeline and store it under this operator (replacing its earlier version
+    by compare-and-swap). Every step's tool must be registered.
 
-    :raises PipelineError: the file is not a valid pipeline.
+    *document* is the pipeline's text (see :func:`parse_pipeline_text`: *source* names it
+    in errors and picks TOML for a ``.toml`` name) or its already-parsed data; the caller
+    reads the file.
+
+    :raises PipelineError: the document is not a valid pipeline.
     :raises NotFound: a step names an unregistered tool.
     :raises Conflict: the stored pipeline changed while it was being replaced.
     """
-    pipeline = load_pipeline_file(Path(file), config.operator)
+    if isinstance(document, str | bytes):
+        pipeline = parse_pipeline_text(document, config.operator, source)
+    else:
+        pipeline = parse_pipeline(document, config.operator, source)
     key = config.keys.record(config.operator, "pipelines", pipeline.name)
     now = now_iso()
     async with using_store(config, store) as s:
@@ -329,6 +322,8 @@ def _pipeline_of(raw: bytes | str, name: str, operator: str) -> Pipeline:
     pipeline = Pipeline.from_json(raw)
     if pipeline.name != name or pipeline.operator != operator:
         raise ValueError(f"it names pipeline {pipeline.name!r} of {pipeline.operator!r}")
+    if not pipeline.steps:
+        raise ValueError("it has no steps")
     return pipeline
 
 
@@ -375,7 +370,10 @@ def resolve_env(config: Config, step: PipelineStep, cache: Mapping[str, str] | N
 
 @dataclass(frozen=True)
 class PipelineOutcome:
-    """A finished pipeline run: its record, its steps' records, and the error if one failed."""
+    """A finished pipeline run: its record, its steps' records, and the error if one failed.
+
+    A dataclass, not a record: ``error`` holds the :class:`RunFailed` itself; what to
+    encode is :meth:`to_dict` (the run's record with its steps' records)."""
 
     record: RunRecord
     steps: list[RunRecord] = field(default_factory=list)
@@ -411,17 +409,34 @@ async def run_pipeline(
 
     :raises NotFound: no such pipeline. :raises ConfigError: a secret is missing.
     """
-    op, keys = config.operator, config.keys
     async with using_store(config, store) as s:
         pipeline = (await get_pipeline(config, name, store=s)).pipeline
         uses_secrets = any(isinstance(v, SecretRef) for step in pipeline.steps for v in step.env.values())
         secrets = load_secrets(config) if uses_secrets else {}
         envs = [resolve_env(config, step, secrets) for step in pipeline.steps]
-        run_id = new_run_id()
-        key = keys.record(op, "runs", run_id)
-        record = RunRecord(
+        run = _PipelineRun(config, pipeline, s, runner=runner, publish=publish, hub=hub)
+        await run.save()
+        try:
+            error = await run.steps(envs, on_step)
+        except asyncio.CancelledError:
+            await run.cancelled()
+            raise
+        return await run.finish(error)
+
+
+class _PipelineRun:
+    """One pipeline run in progress: its record (written at each step) and its steps' records."""
+
+    def __init__(
+        self, config: Config, pipeline: Pipeline, store: Store, *, runner: str, publish: bool, hub: str | None
+    ) -> None:
+        self.config, self.pipeline, self.store = config, pipeline, store
+        self.runner, self.publish, self.hub = runner, publish, hub
+        run_id = new_id()
+        self.key = config.keys.record(config.operator, "runs", run_id)
+        self.record = RunRecord(
             id=run_id,
-            operator=op,
+            operator=config.operator,
             kind="pipeline",
             pipeline=pipeline.name,
             runner=runner,
@@ -431,82 +446,87 @@ async def run_pipeline(
             host=socket.gethostname(),
             pid=os.getpid(),
         )
-        await s.put(key, record.to_json())
-        started = time.monotonic()
-        step_records: list[RunRecord] = []
-        error: RunFailed | None = None
+        self.started = time.monotonic()
+        self.step_records: list[RunRecord] = []
+
+    async def save(self) -> None:
+        await self.store.put(self.key, self.record.to_json())
+
+    def _update(self, **changes: Any) -> None:
+        self.record = msgspec.structs.replace(self.record, **changes)
+
+    def _stopped(self, message: str, exit_code: int) -> RunFailed:
+        return RunFailed(self.record, f"pipeline '{self.pipeline.name}' stopped at {message}", exit_code)
+
+    async def steps(self, envs: list[dict[str, str]], on_step: StepCallback | None) -> RunFailed | None:
+        """Run the steps in order; the error of the first that fails (the rest do not run)."""
         previous_output: Path | None = None
-        try:
-            for index, (step, env) in enumerate(zip(pipeline.steps, envs, strict=True), start=1):
-                where = f"step {index} '{step.name}' ({step.tool})"
-                if on_step is not None:
-                    await _call(on_step(index, step, "start", None))
-                try:
-                    step_hub = step.hub or hub or pipeline.hub or None
-                    outcome = await run_tool(
-                        config,
-                        RunRequest(
-                            tool=step.tool,
-                            command=step.command or None,
-                            args=step.args,
-                            hub=step_hub,
-                            dataset=step.output,
-                            runner=runner,
-                            publish=publish and step.publish,
-                            input_dir=_input_dir(config, step, step_hub, previous_output),
-                            env=env,
-                            timeout=step.timeout,
-                            pipeline=pipeline.name,
-                            step=step.name,
-                        ),
-                        store=s,
-                    )
-                except MaoError as exc:
-                    message = f"{where} could not run: {' '.join(str(exc).split())}"
-                    record = msgspec.structs.replace(record, status="error", message=message)
-                    error = RunFailed(
-                        record, f"pipeline '{pipeline.name}' stopped at {message}", exc.exit_code
-                    )
-                    break
-                step_records.append(outcome.record)
-                record = msgspec.structs.replace(record, steps=[r.id for r in step_records])
-                if on_step is not None:
-                    await _call(on_step(index, step, "end", outcome.record))
-                failed = outcome.error
-                if failed is not None:
-                    status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
-                    message = f"{where} {status}: {failed}"
-                    record = msgspec.structs.replace(
-                        record, status=status, exit_code=outcome.record.exit_code, message=message,
-                        log=outcome.record.log,
-                    )  # fmt: skip
-                    error = RunFailed(
-                        record, f"pipeline '{pipeline.name}' stopped at {message}", failed.exit_code
-                    )
-                    break
-                await s.put(key, record.to_json())
-                previous_output = Path(outcome.record.data_dir)
-            else:
-                last = step_records[-1]
-                record = msgspec.structs.replace(
-                    record, status="succeeded", exit_code=0, digest=last.digest, files=last.files,
-                    rows=last.rows, dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
-                )  # fmt: skip
-        except asyncio.CancelledError:
-            record = msgspec.structs.replace(
-                record, status="cancelled", message="cancelled", finished_at=now_iso(),
-                duration=round(time.monotonic() - started, 3),
-            )  # fmt: skip
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(s.put(key, record.to_json())), FINAL_WRITE_TIMEOUT)
-            raise
-        record = msgspec.structs.replace(
-            record, finished_at=now_iso(), duration=round(time.monotonic() - started, 3)
+        for index, (step, env) in enumerate(zip(self.pipeline.steps, envs, strict=True), start=1):
+            where = f"step {index} '{step.name}' ({step.tool})"
+            if on_step is not None:
+                await _call(on_step(index, step, "start", None))
+            try:
+                outcome = await self._run_step(step, env, previous_output)
+            except MaoError as exc:
+                message = f"{where} could not run: {' '.join(str(exc).split())}"
+                self._update(status="error", message=message)
+                return self._stopped(message, exc.exit_code)
+            self.step_records.append(outcome.record)
+            self._update(steps=[r.id for r in self.step_records])
+            if on_step is not None:
+                await _call(on_step(index, step, "end", outcome.record))
+            failed = outcome.error
+            if failed is not None:
+                status = outcome.record.status if outcome.record.status != "succeeded" else "failed"
+                message = f"{where} {status}: {failed}"
+                self._update(
+                    status=status, exit_code=outcome.record.exit_code, message=message, log=outcome.record.log
+                )
+                return self._stopped(message, failed.exit_code)
+            await self.save()
+            previous_output = Path(outcome.record.data_dir)
+        last = self.step_records[-1]
+        self._update(
+            status="succeeded", exit_code=0, digest=last.digest, files=last.files, rows=last.rows,
+            dataset=last.dataset, data_dir=last.data_dir, hub=last.hub,
+        )  # fmt: skip
+        return None
+
+    async def _run_step(
+        self, step: PipelineStep, env: dict[str, str], previous_output: Path | None
+    ) -> RunOutcome:
+        step_hub = step.hub or self.hub or self.pipeline.hub or None
+        request = RunRequest(
+            tool=step.tool,
+            command=step.command or None,
+            args=step.args,
+            hub=step_hub,
+            dataset=step.output,
+            runner=self.runner,
+            publish=self.publish and step.publish,
+            input_dir=_input_dir(self.config, step, step_hub, previous_output),
+            env=env,
+            timeout=step.timeout,
+            pipeline=self.pipeline.name,
+            step=step.name,
         )
+        return await run_tool(self.config, request, store=self.store)
+
+    def _ended(self, **changes: Any) -> None:
+        self._update(finished_at=now_iso(), duration=round(time.monotonic() - self.started, 3), **changes)
+
+    async def cancelled(self) -> None:
+        """Record the run ``cancelled``: shielded from a second cancellation, bounded in time."""
+        self._ended(status="cancelled", message="cancelled")
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self.save()), FINAL_WRITE_TIMEOUT)
+
+    async def finish(self, error: RunFailed | None) -> PipelineOutcome:
+        self._ended()
         if error is not None:
-            error = RunFailed(record, error.message, error.exit_code)
-        await s.put(key, record.to_json())
-    return PipelineOutcome(record, step_records, error)
+            error = RunFailed(self.record, error.message, error.exit_code)
+        await self.save()
+        return PipelineOutcome(self.record, self.step_records, error)
 
 
 def _input_dir(config: Config, step: PipelineStep, hub: str | None, previous: Path | None) -> Path | None:

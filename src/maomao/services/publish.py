@@ -5,7 +5,8 @@ never force) with its snapshot tag, and only then write the advertisement and it
 entry in one etcd transaction, with its ``snapshot`` event. As soon as the push has
 landed, the advertisement goes to the home's outbox, and leaves it once it is in etcd:
 when etcd is unreachable, or the publish is killed before it reached etcd, the next
-command that reaches etcd (or the running node) writes it. Nothing is lost, nothing is
+publish from this home (or the running node, or :func:`flush`) writes it; reading
+commands never do. Nothing is lost, nothing is
 advertised twice. Publishes of one directory in one home wait for each other on a local
 lock instead of failing on git's ``index.lock``.
 
@@ -22,20 +23,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from maomao import gitstore
+from maomao import gitstore, metrics
 from maomao.clock import now_iso, today
 from maomao.config import Config
 from maomao.errors import InvalidValue, Unavailable
-from maomao.etcd import open_store
+from maomao.etcd import Store
 from maomao.gitstore.snapshot import control_metric
 from maomao.keys import validate_date, validate_name
 from maomao.models import Advertisement, PublishResult
 from maomao.services import advertising
 from maomao.services.datasets import default_dataset, remember, ssh_key
 from maomao.services.filelock import file_lock
+from maomao.services.store import using_store
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +117,32 @@ async def publish(
     tool: str = "",
     run_id: str = "",
     progress: gitstore.ProgressCallback | None = None,
+    store: Store | None = None,
 ) -> PublishResult:
     """Publish *directory* as a snapshot of *hub* (sync mode); see the module docstring.
 
     :raises PushRejected: the remote refused (exit 3); the local commit is kept and
         nothing is advertised.
     """
+    started = time.monotonic()
+    try:
+        return await _publish(config, directory, hub, dataset, date, remote, tool, run_id, progress, store)
+    finally:
+        metrics.publish_took(time.monotonic() - started)
+
+
+async def _publish(
+    config: Config,
+    directory: Path,
+    hub: str,
+    dataset: str | None,
+    date: str | None,
+    remote: str | None,
+    tool: str,
+    run_id: str,
+    progress: gitstore.ProgressCallback | None,
+    store: Store | None,
+) -> PublishResult:
     validate_name(hub, "hub")
     date = validate_date(date or today())
     directory = directory.expanduser().resolve()
@@ -153,9 +176,9 @@ async def publish(
         remember(directory, key, ad)
         queued = advertising.queue(config, ad)  # before etcd: a kill from here on loses nothing
         try:
-            async with open_store(config) as store:
-                await advertising.flush_outbox(config, store, exclude=queued)
-                revision = await advertising.advertise(store, config.keys, ad)
+            async with using_store(config, store) as s:
+                await advertising.flush_outbox(config, s, exclude=queued)
+                revision = await advertising.advertise(s, config.keys, ad)
             advertising.unqueue(queued)
         except Unavailable as exc:
             log.warning("etcd unreachable (%s): advertisement queued in %s", exc, queued)
@@ -173,9 +196,9 @@ async def publish(
     )
 
 
-async def flush(config: Config) -> list[Advertisement]:
+async def flush(config: Config, *, store: Store | None = None) -> list[Advertisement]:
     """Write what waits in the outbox (if anything) now that etcd may be back."""
     if not advertising.outbox_entries(config):
         return []
-    async with open_store(config) as store:
-        return await advertising.flush_outbox(config, store)
+    async with using_store(config, store) as s:
+        return await advertising.flush_outbox(config, s)

@@ -20,8 +20,8 @@ A run whose task is cancelled (Ctrl-C, a client of the node that went away) stop
 tool's process group and is recorded ``cancelled``, with its log kept; that last write is
 shielded and bounded (:data:`FINAL_WRITE_TIMEOUT`), then the cancellation goes on.
 
-Run ids are time-ordered hex (``{time_ns:x}-{random}``): they sort by start time, as
-keys and as file names, and follow the naming rule.
+Run ids follow the one id scheme of :mod:`maomao.services.ids` (time-ordered hex): they
+sort by start time, as keys and as file names, and follow the naming rule.
 """
 
 from __future__ import annotations
@@ -30,26 +30,27 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from maomao import metrics
 from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Store
 from maomao.keys import validate_name
-from maomao.manifest import build_argv, resolve_args
-from maomao.models import Listing, RunRecord
+from maomao.manifest import Command, build_argv, resolve_args
+from maomao.models import Listing, RunLog, RunRecord
 from maomao.pids import pid_alive
-from maomao.runners import DEFAULT_RUNNER, DEFAULT_TIMEOUT, RunCancelled, RunSpec, get_runner
+from maomao.runners import DEFAULT_RUNNER, DEFAULT_TIMEOUT, RunCancelled, Runner, RunSpec, get_runner
 from maomao.services.filelock import file_lock
+from maomao.services.ids import new_id
 from maomao.services.secrets import passthrough
-from maomao.services.tools import ensure_installed, tool_lock, using_store
+from maomao.services.store import using_store
+from maomao.services.tools import ensure_installed, tool_lock
 
 #: How many runs `mao run list` shows unless told otherwise.
 DEFAULT_LIST_LIMIT = 50
@@ -57,9 +58,8 @@ DEFAULT_LIST_LIMIT = 50
 FINAL_WRITE_TIMEOUT = 3.0
 
 
-def new_run_id() -> str:
-    """A sortable, unique run id that follows the naming rule: ``{time_ns:x}-{6 hex}``."""
-    return f"{time.time_ns():016x}-{os.urandom(3).hex()}"  # (the secrets module costs 13 ms to import)
+#: Run ids follow the one id scheme (time-ordered hex, see :mod:`maomao.services.ids`).
+new_run_id = new_id
 
 
 class RunFailed(MaoError):
@@ -77,7 +77,10 @@ class RunFailed(MaoError):
 @dataclass(frozen=True)
 class RunRequest:
     """What to run. ``env`` holds already-resolved values (a pipeline step's); the
-    manifest's ``env`` names are added from the operator's environment and secrets."""
+    manifest's ``env`` names are added from the operator's environment and secrets.
+
+    A dataclass, not a record: it holds a :class:`~pathlib.Path` and the caller's
+    environment (secret values among them), which must never be encoded or stored."""
 
     tool: str
     command: str | None = None
@@ -98,7 +101,10 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """A finished run: its final record and, when publishing failed, why."""
+    """A finished run: its final record and, when publishing failed, why.
+
+    A dataclass, not a record: ``publish_error`` holds the :class:`MaoError` itself (its
+    class and exit code decide what a caller raises); ``record`` is the record to encode."""
 
     record: RunRecord
     publish_error: MaoError | None = None
@@ -143,107 +149,153 @@ async def run_tool(
     :raises RunnerUnavailable: the runner cannot work on this machine.
     :raises Unavailable: etcd cannot be reached to record the run (nothing ran).
     """
-    op, keys, paths = config.operator, config.keys, config.paths
     validate_name(request.tool, "tool")
     runner = get_runner(request.runner)
     await runner.require_async()
     async with using_store(config, store) as s:
-        install, manifest = await ensure_installed(config, request.tool, store=s)
-        command = manifest.command(request.command)
-        args = resolve_args(command, request.args)
-        argv = build_argv(command, args)
-        hub = request.hub or manifest.hub
-        if not hub:
-            raise UsageError(f"tool '{request.tool}' names no default hub: give --hub HUB")
-        validate_name(hub, "hub")
-        dataset = validate_name(request.dataset or request.tool, "dataset")
-        env = {**passthrough(config, command.env, request.environ), **request.env}
-        if request.environ is not None and "PATH" in request.environ and request.runner != "container":
-            env.setdefault("PATH", request.environ["PATH"])  # programs as the caller finds them
-        run_id = new_run_id()
-        data_dir = paths.dataset_dir(hub, dataset)
-        spec = RunSpec(
-            argv=tuple(argv),
-            data_dir=data_dir,
-            log_file=paths.run_log(run_id),
-            input_dir=request.input_dir,
-            cwd=Path(install.path),
-            env=env,
-            timeout=request.timeout or command.timeout or DEFAULT_TIMEOUT,
-            operator=op,
-            hub=hub,
-            run_id=run_id,
-            image=manifest.image_for(command) or install.image or None,
-        )
-        record = RunRecord(
-            id=run_id,
-            operator=op,
-            kind="tool",
-            tool=request.tool,
-            command=command.name,
-            args=args,
-            argv=argv,
-            env=sorted(env),
-            runner=runner.name,
-            hub=hub,
-            dataset=dataset,
-            data_dir=str(data_dir),
-            input_dir=str(request.input_dir) if request.input_dir is not None else "",
-            tool_commit=install.commit,
-            status="running",
-            started_at=now_iso(),
-            log=str(spec.log_file),
-            pipeline=request.pipeline,
-            step=request.step,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-        )
-        key = keys.record(op, "runs", run_id)
-        written = False  # whether etcd holds a record of this run that must not stay open
+        planned = await _plan(config, request, runner, s)
+        recorder = _Recorder(s, config.keys.record(config.operator, "runs", planned.record.id), on_event)
+        return await _execute(config, request, planned, runner, recorder)
 
-        async def save(event: str, current: RunRecord) -> None:
-            nonlocal written
-            await s.put(key, current.to_json())
-            written = True
-            if on_event is not None:
-                result = on_event(event, current)
-                if result is not None:
-                    await result
 
-        waiting = msgspec.structs.replace(record, status="waiting")
-        publish_error: MaoError | None = None
-        try:
-            async with (
-                file_lock(tool_lock(config, request.tool), shared=True),
-                file_lock(dataset_lock(config, hub, dataset), on_wait=lambda: save("waiting", waiting)),
-            ):
-                record = msgspec.structs.replace(record, started_at=now_iso())
-                await save("running", record)
-                result = await runner.run_async(spec)
-                record = _ended(record, result.status, result.exit_code, result.message, result.duration)
-                record = msgspec.structs.replace(record, started_at=result.started_at)
-                if result.ok:
-                    record = await asyncio.to_thread(_with_output, record, data_dir)
-                    if request.publish:
-                        record, publish_error = await _publish(config, record, data_dir)
-        except asyncio.CancelledError as exc:
-            if written:
-                if isinstance(exc, RunCancelled):
-                    ran = exc.result
-                    record = _ended(record, "cancelled", ran.exit_code, "cancelled", ran.duration)
-                else:  # cancelled while waiting for a lock, digesting or publishing
-                    record = _ended(record, "cancelled", record.exit_code, "cancelled", record.duration)
-                await _last_write(save, record)
-            raise
-        except BaseException as exc:
-            if written and isinstance(exc, Exception):
-                failed = msgspec.structs.replace(
-                    record, status="error", message=_one_line(exc), finished_at=now_iso()
-                )
-                with contextlib.suppress(MaoError):  # keep the original error if etcd is gone too
-                    await save("finished", failed)
-            raise
-        await save("finished", record)
+@dataclass(frozen=True)
+class _Planned:
+    """A run ready to start: what the runner gets, and the record that describes it."""
+
+    spec: RunSpec
+    record: RunRecord
+
+
+async def _plan(config: Config, request: RunRequest, runner: Runner, store: Store) -> _Planned:
+    """Steps 1 and 2 of the module docstring: the installed tool, the command's argv, the
+    hub and dataset, the environment; then the runner's spec and the run's first record."""
+    installed = await ensure_installed(config, request.tool, store=store)
+    install, manifest = installed.install, installed.manifest
+    command = manifest.command(request.command)
+    args = resolve_args(command, request.args)
+    argv = build_argv(command, args)
+    hub = request.hub or manifest.hub
+    if not hub:
+        raise UsageError(f"tool '{request.tool}' names no default hub: give --hub HUB")
+    validate_name(hub, "hub")
+    dataset = validate_name(request.dataset or request.tool, "dataset")
+    env = _environment(config, request, command)
+    run_id = new_id()
+    data_dir = config.paths.dataset_dir(hub, dataset)
+    spec = RunSpec(
+        argv=tuple(argv),
+        data_dir=data_dir,
+        log_file=config.paths.run_log(run_id),
+        input_dir=request.input_dir,
+        cwd=Path(install.path),
+        env=env,
+        timeout=request.timeout or command.timeout or DEFAULT_TIMEOUT,
+        operator=config.operator,
+        hub=hub,
+        run_id=run_id,
+        image=manifest.image_for(command) or install.image or None,
+    )
+    record = RunRecord(
+        id=run_id,
+        operator=config.operator,
+        kind="tool",
+        tool=request.tool,
+        command=command.name,
+        args=args,
+        argv=argv,
+        env=sorted(env),
+        runner=runner.name,
+        hub=hub,
+        dataset=dataset,
+        data_dir=str(data_dir),
+        input_dir=str(request.input_dir) if request.input_dir is not None else "",
+        tool_commit=install.commit,
+        status="running",
+        started_at=now_iso(),
+        log=str(spec.log_file),
+        pipeline=request.pipeline,
+        step=request.step,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+    )
+    return _Planned(spec, record)
+
+
+def _environment(config: Config, request: RunRequest, command: Command) -> dict[str, str]:
+    """The manifest's ``env`` names from the caller's environment and secrets, then the
+    request's resolved values; the caller's ``PATH`` too, outside a container."""
+    env = {**passthrough(config, command.env, request.environ), **request.env}
+    if request.environ is not None and "PATH" in request.environ and request.runner != "container":
+        env.setdefault("PATH", request.environ["PATH"])  # programs as the caller finds them
+    return env
+
+
+class _Recorder:
+    """Writes a run's record at each of its moments, and tells *on_event*."""
+
+    def __init__(
+        self, store: Store, key: str, on_event: Callable[[str, RunRecord], Awaitable[None] | None] | None
+    ) -> None:
+        self.store, self.key, self.on_event = store, key, on_event
+        #: Whether etcd holds a record of this run that must not stay open.
+        self.written = False
+
+    async def save(self, event: str, record: RunRecord) -> None:
+        await self.store.put(self.key, record.to_json())
+        self.written = True
+        if self.on_event is not None:
+            result = self.on_event(event, record)
+            if result is not None:
+                await result
+
+
+async def _execute(
+    config: Config, request: RunRequest, planned: _Planned, runner: Runner, recorder: _Recorder
+) -> RunOutcome:
+    """Steps 3 to 5 of the module docstring, under the tool's and the dataset's locks;
+    every end of the run is recorded (and counted in the metrics)."""
+    record, data_dir = planned.record, planned.spec.data_dir
+    waiting = msgspec.structs.replace(record, status="waiting")
+    publish_error: MaoError | None = None
+    try:
+        async with (
+            file_lock(tool_lock(config, request.tool), shared=True),
+            file_lock(
+                dataset_lock(config, record.hub, record.dataset),
+                on_wait=lambda: recorder.save("waiting", waiting),
+            ),
+        ):
+            record = msgspec.structs.replace(record, started_at=now_iso())
+            await recorder.save("running", record)
+            result = await runner.run_async(planned.spec)
+            record = _ended(record, result.status, result.exit_code, result.message, result.duration)
+            record = msgspec.structs.replace(record, started_at=result.started_at)
+            if result.ok:
+                record = await asyncio.to_thread(_with_output, record, data_dir)
+                if request.publish:
+                    record, publish_error = await _publish(config, record, data_dir)
+    except asyncio.CancelledError as exc:
+        metrics.run_ended("cancelled")
+        if recorder.written:
+            ran = exc.result if isinstance(exc, RunCancelled) else None
+            if ran is not None:
+                record = _ended(record, "cancelled", ran.exit_code, "cancelled", ran.duration)
+            else:  # cancelled while waiting for a lock, digesting or publishing
+                record = _ended(record, "cancelled", record.exit_code, "cancelled", record.duration)
+            await _last_write(recorder.save, record)
+        raise
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            metrics.run_ended("error")
+        if recorder.written and isinstance(exc, Exception):
+            failed = msgspec.structs.replace(
+                record, status="error", message=_one_line(exc), finished_at=now_iso()
+            )
+            with contextlib.suppress(MaoError):  # keep the original error if etcd is gone too
+                await recorder.save("finished", failed)
+        raise
+    metrics.run_ended(record.status)
+    await recorder.save("finished", record)
     return RunOutcome(record, publish_error)
 
 
@@ -289,6 +341,7 @@ def _with_output(record: RunRecord, data_dir: Path) -> RunRecord:
 async def _publish(config: Config, record: RunRecord, data_dir: Path) -> tuple[RunRecord, MaoError | None]:
     """Publish the run's output through the datasets service; a failure is reported, not raised."""
     from maomao.services.publish import publish
+
     try:
         result = await publish(
             config, data_dir, hub=record.hub, dataset=record.dataset, tool=record.tool, run_id=record.id
@@ -369,18 +422,6 @@ async def get_run(
         return _run_of(op, run_id, kv.value)
     except ValueError as exc:
         raise InvalidValue(f"unreadable run record at {key}: {_one_line(exc)}") from None
-
-
-@dataclass(frozen=True)
-class RunLog:
-    """The log of one run (a pipeline run: its steps' logs in order)."""
-
-    run_id: str
-    files: list[str]
-    text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.run_id, "files": self.files, "text": self.text}
 
 
 async def read_log(config: Config, run_id: str, *, store: Store | None = None) -> RunLog:

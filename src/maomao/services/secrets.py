@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from maomao.atomic import atomic_write
 from maomao.config import Config
 from maomao.errors import ConfigError, InvalidName
 
@@ -96,10 +97,4 @@ def write_secret(config: Config, name: str, value: str) -> Path:
     validate_secret_name(name)
     secrets = load_secrets(config)
     secrets[name] = value
-    path = secrets_file(config)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(tomli_w.dumps(secrets))
-    tmp.replace(path)
-    return path
+    return atomic_write(secrets_file(config), tomli_w.dumps(secrets), mode=0o600)

@@ -22,57 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from maomao.atomic import atomic_write
 from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import Conflict, InvalidValue, MaoError, NotFound, NotOwner
-from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store, open_store
+from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.keys import validate_name
 from maomao.manifest import Manifest, ManifestError, load_manifest
-from maomao.models import Listing, ToolClaim, ToolInstall, ToolRecord
+from maomao.models import Listing, Record, ToolChange, ToolClaim, ToolEntry, ToolInstall, ToolRecord
 from maomao.services.filelock import file_lock
+from maomao.services.store import using_store
 
 #: Records read per transaction when listing (etcd's default limit is 128 operations).
 _BATCH = 100
-
-
-@contextlib.asynccontextmanager
-async def using_store(config: Config, store: Store | None) -> AsyncIterator[Store]:
-    """*store* if the caller has one open, else a new connection for the ``async with`` body."""
-    if store is not None:
-        yield store
-        return
-    async with open_store(config) as opened:
-        yield opened
-
-
-@dataclass(frozen=True)
-class ToolEntry:
-    """A registered tool as read: its record, where it lives and its mod revision."""
-
-    record: ToolRecord
-    key: str
-    revision: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.record.to_dict(), "key": self.key, "revision": self.revision}
-
-
-@dataclass(frozen=True)
-class ToolChange:
-    """What `mao tool add` did: ``action`` is ``created``, ``updated`` or ``unchanged``."""
-
-    action: str
-    entry: ToolEntry
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "tool": self.entry.to_dict()}
 
 
 def not_owner(config: Config, name: str, owner: str) -> NotOwner:
@@ -160,71 +127,104 @@ async def add_tool(
     :raises Conflict: our record changed (or the claim went) since it was read.
     :raises InvalidValue: the URL carries credentials, or a malformed ref or image.
     """
-    keys, op = config.keys, config.operator
     validate_name(name, "tool")
-    repo = check_repo(repo)
+    given = _Given(check_repo(repo), ref, image, description)
     _check_options(ref, image)
-    claim_key, record_key = keys.index_tool(name), keys.tool(op, name)
-    now = now_iso()
+    claim_key, record_key = config.keys.index_tool(name), config.keys.tool(config.operator, name)
     async with using_store(config, store) as s:
         if expected_revision is None:
-            record = ToolRecord(
-                name=name,
-                operator=op,
-                repo=repo,
-                ref=ref or "",
-                image=image or "",
-                description=description or "",
-                created_at=now,
-                updated_at=now,
-            )
-            claim = ToolClaim(tool=name, operator=op, key=record_key, claimed_at=now)
-            result = await s.txn(
-                [Compare(claim_key, "create", 0)],
-                [Put(claim_key, claim.to_json()), Put(record_key, record.to_json())],
-                [Get(claim_key), Get(record_key)],
-            )
-            if result.succeeded:
-                return ToolChange("created", ToolEntry(record, record_key, result.revision))
-            claim_reads, record_reads = result.reads
+            created = await _create_tool(config, s, name, given)
+            if isinstance(created, ToolChange):
+                return created
+            claim_reads, record_reads = created
         else:
-            result = await s.txn([], [Get(claim_key), Get(record_key)])
-            claim_reads, record_reads = result.reads
+            claim_reads, record_reads = (await s.txn([], [Get(claim_key), Get(record_key)])).reads
         if not claim_reads:
             raise Conflict(claim_key, expected_revision or 0, 0)
-        claim_kv = claim_reads[0]
-        owner = _claim_of(claim_kv).operator
-        if owner != op:
-            raise not_owner(config, name, owner)
-        current_kv = record_reads[0] if record_reads else None
-        current = _record_of(current_kv, name, op) if current_kv is not None else None
-        revision = current_kv.mod_revision if current_kv is not None else 0
-        if expected_revision is not None and expected_revision != revision:
-            raise Conflict(record_key, expected_revision, revision)
-        updated = ToolRecord(
+        return await _update_tool(config, s, name, given, claim_reads[0], record_reads, expected_revision)
+
+
+@dataclass(frozen=True)
+class _Given:
+    """What `tool add` was given: ``None`` options keep their registered value on an update."""
+
+    repo: str
+    ref: str | None
+    image: str | None
+    description: str | None
+
+    def merged(self, name: str, operator: str, current: ToolRecord | None, now: str) -> ToolRecord:
+        """The record these options make of *current* (``updated_at`` still its own)."""
+        return ToolRecord(
             name=name,
-            operator=op,
-            repo=repo,
-            ref=ref if ref is not None else (current.ref if current else ""),
-            image=image if image is not None else (current.image if current else ""),
-            description=description if description is not None else (current.description if current else ""),
+            operator=operator,
+            repo=self.repo,
+            ref=self.ref if self.ref is not None else (current.ref if current else ""),
+            image=self.image if self.image is not None else (current.image if current else ""),
+            description=(
+                self.description if self.description is not None else (current.description if current else "")
+            ),
             created_at=current.created_at if current and current.created_at else now,
             updated_at=current.updated_at if current else now,
         )
-        if current is not None and updated == current:
-            return ToolChange("unchanged", ToolEntry(current, record_key, revision))
-        updated = msgspec.structs.replace(updated, updated_at=now)
-        written = await s.txn(
-            [Compare(claim_key, "value", claim_kv.value), Compare(record_key, "mod", revision)],
-            [Put(record_key, updated.to_json())],
-            [Get(claim_key), Get(record_key)],
-        )
-        if not written.succeeded:
-            claim_now, record_now = written.reads
-            if claim_now and _claim_of(claim_now[0]).operator != op:
-                raise not_owner(config, name, _claim_of(claim_now[0]).operator)
-            raise Conflict(record_key, revision, record_now[0].mod_revision if record_now else 0)
-        return ToolChange("updated", ToolEntry(updated, record_key, written.revision))
+
+
+async def _create_tool(
+    config: Config, store: Store, name: str, given: _Given
+) -> ToolChange | list[list[KeyValue]]:
+    """Claim *name* and write its record in one transaction guarded on the claim's absence;
+    when someone holds it already: what the claim and the record hold now."""
+    op = config.operator
+    claim_key, record_key = config.keys.index_tool(name), config.keys.tool(op, name)
+    now = now_iso()
+    record = given.merged(name, op, None, now)
+    claim = ToolClaim(tool=name, operator=op, key=record_key, claimed_at=now)
+    result = await store.txn(
+        [Compare(claim_key, "create", 0)],
+        [Put(claim_key, claim.to_json()), Put(record_key, record.to_json())],
+        [Get(claim_key), Get(record_key)],
+    )
+    if result.succeeded:
+        return ToolChange("created", ToolEntry(record, record_key, result.revision))
+    return result.reads
+
+
+async def _update_tool(
+    config: Config,
+    store: Store,
+    name: str,
+    given: _Given,
+    claim_kv: KeyValue,
+    record_reads: list[KeyValue],
+    expected_revision: int | None,
+) -> ToolChange:
+    """Update our record of *name* by compare-and-swap, guarded on the claim still being ours."""
+    op = config.operator
+    claim_key, record_key = config.keys.index_tool(name), config.keys.tool(op, name)
+    owner = _claim_of(claim_kv).operator
+    if owner != op:
+        raise not_owner(config, name, owner)
+    current_kv = record_reads[0] if record_reads else None
+    current = _record_of(current_kv, name, op) if current_kv is not None else None
+    revision = current_kv.mod_revision if current_kv is not None else 0
+    if expected_revision is not None and expected_revision != revision:
+        raise Conflict(record_key, expected_revision, revision)
+    now = now_iso()
+    updated = given.merged(name, op, current, now)
+    if current is not None and updated == current:
+        return ToolChange("unchanged", ToolEntry(current, record_key, revision))
+    updated = msgspec.structs.replace(updated, updated_at=now)
+    written = await store.txn(
+        [Compare(claim_key, "value", claim_kv.value), Compare(record_key, "mod", revision)],
+        [Put(record_key, updated.to_json())],
+        [Get(claim_key), Get(record_key)],
+    )
+    if not written.succeeded:
+        claim_now, record_now = written.reads
+        if claim_now and _claim_of(claim_now[0]).operator != op:
+            raise not_owner(config, name, _claim_of(claim_now[0]).operator)
+        raise Conflict(record_key, revision, record_now[0].mod_revision if record_now else 0)
+    return ToolChange("updated", ToolEntry(updated, record_key, written.revision))
 
 
 async def remove_tool(config: Config, name: str, *, store: Store | None = None) -> ToolEntry:
@@ -334,10 +334,7 @@ def read_install(config: Config, name: str) -> ToolInstall | None:
 
 
 def _write_install(config: Config, install: ToolInstall) -> None:
-    path = install_file(config, install.tool)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(install.to_json(), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(install_file(config, install.tool), install.to_json())
 
 
 async def install_tool(
@@ -392,21 +389,27 @@ def _checkout(repo: str, ref: str | None, dest: Path) -> str:
     return clone_or_update(repo, ref, dest)
 
 
-def installed_manifest(config: Config, name: str) -> tuple[ToolInstall, Manifest] | None:
+class InstalledTool(Record, frozen=True):
+    """A tool installed in this home: its install record and its validated manifest (a
+    frozen dataclass of :mod:`maomao.manifest`, which msgspec encodes and describes too)."""
+
+    install: ToolInstall
+    manifest: Manifest
+
+
+def installed_manifest(config: Config, name: str) -> InstalledTool | None:
     """The local install of *name* and its validated manifest, or ``None`` if not installed."""
     install = read_install(config, name)
     if install is None:
         return None
-    return install, load_manifest(Path(install.path))
+    return InstalledTool(install, load_manifest(Path(install.path)))
 
 
-async def ensure_installed(
-    config: Config, name: str, *, store: Store | None = None
-) -> tuple[ToolInstall, Manifest]:
+async def ensure_installed(config: Config, name: str, *, store: Store | None = None) -> InstalledTool:
     """The tool's local install and manifest, installing it first if needed."""
     validate_name(name, "tool")
     found = installed_manifest(config, name)
     if found is not None:
         return found
     install = await install_tool(config, name, store=store)
-    return install, load_manifest(Path(install.path))
+    return InstalledTool(install, load_manifest(Path(install.path)))
