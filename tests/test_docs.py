@@ -77,7 +77,7 @@ def test_the_guides_pipeline_example_is_a_valid_pipeline_using_every_key() -> No
 
 def test_the_guide_names_every_variable_mount_and_file_a_tool_meets() -> None:
     from maomao.gitstore.snapshot import METRICS_FILE
-    from maomao.runners.base import MAO_VARIABLES
+    from maomao.manifest import MAO_VARIABLES
     from maomao.runners.container import APP_DIR
     from maomao.services.secrets import SECRETS_FILE
 

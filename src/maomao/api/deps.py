@@ -3,12 +3,9 @@ open store passed to the services that accept one."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -38,16 +35,6 @@ def check_client(request: Request, config: Config) -> None:
         raise ApiError(422, "InvalidValue", "header X-Mao-Client is not JSON") from None
     if claimed != config.identity():
         raise ApiError(409, "Fallback", "the command's settings differ from the node's")
-
-
-@functools.cache
-def _takes_store(fn: Callable[..., Any]) -> bool:
-    return "store" in inspect.signature(fn).parameters
-
-
-def with_store(fn: Callable[..., Any], ctx: ApiContext) -> dict[str, Any]:
-    """``store=ctx.store`` if *fn* takes an open store, else nothing (it opens its own)."""
-    return {"store": ctx.store} if _takes_store(fn) else {}
 
 
 def allowed_path(raw: str, roots: list[Path], what: str) -> Path:

@@ -21,8 +21,9 @@ def token(rotate: bool) -> None:
     Send it as `Authorization: Bearer TOKEN`. The running node reads the file on each
     request, so a rotated token takes effect without a restart.
     """
-    from maomao.services import apitoken
+    from maomao.services.apitoken import rotate as new_token
+    from maomao.services.apitoken import token as current_token
 
     config = load_config()
-    value = apitoken.rotate(config) if rotate else apitoken.token(config)
+    value = new_token(config) if rotate else current_token(config)
     emit({"token": value, "file": str(config.paths.api_token_file), "rotated": rotate}, value)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from maomao.errors import InvalidValue, MaoError
+from maomao.manifest import check_env_name
 
 #: Default wall-clock timeout of a run, in seconds.
 DEFAULT_TIMEOUT = 3600.0
@@ -50,9 +50,7 @@ CANCEL_GRACE = 0.8
 PROBE_RETRY = 60.0
 
 #: The variables maomao gives every run (DESIGN.md); a spec's ``env`` may not set them.
-MAO_VARIABLES = ("MAO_DATA_DIR", "MAO_INPUT_DIR", "MAO_OPERATOR", "MAO_HUB", "MAO_RUN_ID")
 
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class RunStatus(StrEnum):
@@ -140,10 +138,12 @@ class RunSpec:
         if isinstance(self.timeout, bool) or not self.timeout > 0:
             raise InvalidValue(f"timeout must be a positive number of seconds, not {self.timeout!r}")
         for name, value in self.env.items():
-            if not _ENV_NAME_RE.fullmatch(name) or not isinstance(value, str) or "\0" in value:
+            try:
+                check_env_name(name)
+            except ValueError as exc:
+                raise InvalidValue(str(exc)) from None
+            if not isinstance(value, str) or "\0" in value:
                 raise InvalidValue(f"invalid environment variable {name!r}")
-            if name.startswith("MAO_"):
-                raise InvalidValue(f"{name} is reserved: maomao sets the MAO_* variables itself")
 
     @property
     def workdir(self) -> Path:

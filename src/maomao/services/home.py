@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from maomao.config import Config, save, split_endpoints
+from maomao.config import Config, default, save, split_endpoints
 from maomao.errors import AlreadyExists, UsageError
 
 #: Ports tried first for an embedded etcd and the API; taken ones fall back to free ports.
-ETCD_CLIENT_PORT, ETCD_PEER_PORT, API_PORT = 2379, 2380, 8765
+ETCD_CLIENT_PORT: int = default("etcd.client_port")
+ETCD_PEER_PORT: int = default("etcd.peer_port")
+API_PORT: int = default("api.port")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,7 +44,7 @@ def init_home(
     *,
     embedded: bool = False,
     etcd: str | None = None,
-    namespace: str = "/maomao",
+    namespace: str = default("namespace"),
     git_remote: str | None = None,
     client_port: int | None = None,
     peer_port: int | None = None,
@@ -74,8 +76,8 @@ def init_home(
         client_port=client_port or ETCD_CLIENT_PORT,
         peer_port=peer_port or ETCD_PEER_PORT,
         git_remote=git_remote,
-        presence_ttl=presence_ttl if presence_ttl is not None else 10,
         api_port=api_port,
+        presence_ttl=default("node.presence_ttl") if presence_ttl is None else presence_ttl,
     )
     if config.paths.config_file.exists() and not force:
         raise AlreadyExists(f"{config.paths.config_file} already exists (use --force to overwrite)")

@@ -9,16 +9,15 @@ and ``..`` are resolved.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from maomao.api.deps import Ctx, allowed_path, publish_roots, with_store
+from maomao.api.deps import Ctx, allowed_path, publish_roots
 from maomao.api.schemas import ok, reply
 from maomao.errors import NotFound, UsageError
-from maomao.models import Advertisement, IndexEntry, Listing, PublishResult, RetrieveResult
+from maomao.models import Advertisement, IndexEntry, Listing, PublishResult, RetrieveResult, VerifyResult
 from maomao.services import advertising, datasets
 from maomao.services.publish import publish as publish_directory
 
@@ -48,13 +47,13 @@ class VerifyBody(BaseModel):
 @router.get("/datasets/hubs", responses=ok(Listing[str]), response_class=Response)
 async def hubs(ctx: Ctx) -> Response:
     """Hubs with advertised snapshots."""
-    return reply(await datasets.hubs(ctx.config, **with_store(datasets.hubs, ctx)))
+    return reply(await datasets.hubs(ctx.config, store=ctx.store))
 
 
 @router.get("/datasets/hubs/{hub}/dates", responses=ok(Listing[str]), response_class=Response)
 async def dates(hub: str, ctx: Ctx) -> Response:
     """Dates with snapshots of *hub*, newest first."""
-    return reply(await datasets.dates(ctx.config, hub, **with_store(datasets.dates, ctx)))
+    return reply(await datasets.dates(ctx.config, hub, store=ctx.store))
 
 
 @router.get("/datasets", responses=ok(Listing[IndexEntry]), response_class=Response)
@@ -63,7 +62,7 @@ async def listing(
 ) -> Response:
     """Advertised snapshots, narrowed by hub, date (needs hub) and operator."""
     found = await datasets.listing(
-        ctx.config, hub=hub, date=date, operator=operator, **with_store(datasets.listing, ctx)
+        ctx.config, hub=hub, date=date, operator=operator, store=ctx.store
     )
     return reply(found)
 
@@ -82,7 +81,8 @@ async def publish(body: PublishBody, ctx: Ctx) -> Response:
     """Publish a directory of this machine (the home's dataset trees or ``api.publish_roots``)."""
     directory = allowed_path(body.directory, publish_roots(ctx.config), "directory")
     result = await publish_directory(
-        ctx.config, directory, hub=body.hub, dataset=body.dataset, date=body.date, remote=body.remote
+        ctx.config, directory, hub=body.hub, dataset=body.dataset, date=body.date, remote=body.remote,
+        store=ctx.store,
     )
     return reply(result)
 
@@ -97,13 +97,13 @@ async def retrieve(body: RetrieveBody, ctx: Ctx) -> Response:
         dest = allowed_path(body.dest, [config.import_dir, *publish_roots(config)], "destination")
     date = body.date
     if date is None:
-        found = await datasets.dates(config, body.hub, **with_store(datasets.dates, ctx))
+        found = await datasets.dates(config, body.hub, store=ctx.store)
         if not found.items:
             raise NotFound("snapshot", f"no snapshot of {body.hub}")
         date = found.items[0]
     operator = body.operator
     if operator is None:
-        entries = await datasets.listing(config, hub=body.hub, date=date, **with_store(datasets.listing, ctx))
+        entries = await datasets.listing(config, hub=body.hub, date=date, store=ctx.store)
         operators = sorted({e.operator for e in entries})
         if not operators:
             raise NotFound("snapshot", f"no snapshot of {body.hub} on {date}")
@@ -112,13 +112,15 @@ async def retrieve(body: RetrieveBody, ctx: Ctx) -> Response:
                 f"several operators have {body.hub} on {date}: {', '.join(operators)} (give operator)"
             )
         operator = operators[0]
-    result = await datasets.retrieve(config, body.hub, date, operator, body.dataset, dest=dest)
+    result = await datasets.retrieve(
+        config, body.hub, date, operator, body.dataset, dest=dest, store=ctx.store
+    )
     return reply(result)
 
 
-@router.post("/datasets/verify", responses=ok(dict[str, Any]), response_class=Response)
+@router.post("/datasets/verify", responses=ok(VerifyResult), response_class=Response)
 async def verify(body: VerifyBody, ctx: Ctx) -> Response:
     """Recompute a published or retrieved tree's digest and compare it with its advertisement."""
     config = ctx.config
     directory = allowed_path(body.directory, [config.import_dir, *publish_roots(config)], "directory")
-    return reply(await datasets.verify(config, directory))
+    return reply(await datasets.verify(config, directory, store=ctx.store))

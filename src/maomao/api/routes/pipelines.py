@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,12 +9,11 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from maomao.api.deps import Ctx, with_store
+from maomao.api.deps import Ctx
 from maomao.api.schemas import ok, reply
-from maomao.models import Listing, RunRecord
+from maomao.models import Listing, PipelineChange, PipelineEntry, RunRecord
 from maomao.runners import DEFAULT_RUNNER
 from maomao.services import pipelines
-from maomao.services.pipelines import PipelineChange, PipelineEntry
 
 router = APIRouter(tags=["pipelines"])
 
@@ -52,13 +48,7 @@ async def add_pipeline(
     ctx: Ctx, document: dict[str, Any] = Body(description="the pipeline, as its file holds it")
 ) -> Response:
     """Add or update a pipeline of this operator from its document (the file's content)."""
-    pipelines.parse_pipeline(document, ctx.config.operator, "request body")  # its errors name the body
-    # add_pipeline reads a file today: the document goes through a private temporary one
-    with tempfile.TemporaryDirectory(prefix="mao-api-") as tmp:
-        path = Path(tmp) / "pipeline.json"
-        path.write_text(json.dumps(document), encoding="utf-8")
-        change = await pipelines.add_pipeline(ctx.config, path, **with_store(pipelines.add_pipeline, ctx))
-    return reply(change)
+    return reply(await pipelines.add_pipeline(ctx.config, document, source="request body", store=ctx.store))
 
 
 @router.delete("/pipelines/{name}", responses=ok(PipelineEntry), response_class=Response)

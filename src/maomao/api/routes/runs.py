@@ -24,10 +24,10 @@ from maomao.api.deps import Ctx, check_client
 from maomao.api.errors import error_body
 from maomao.api.schemas import ok, reply
 from maomao.errors import MaoError, NotFound
-from maomao.models import Listing, RunRecord
+from maomao.models import Listing, RunLog, RunRecord
 from maomao.runners import DEFAULT_RUNNER
 from maomao.services import runs
-from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunLog, RunOutcome, RunRequest
+from maomao.services.runs import FINAL_WRITE_TIMEOUT, RunOutcome, RunRequest
 
 router = APIRouter(tags=["runs"])
 

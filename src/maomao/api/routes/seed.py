@@ -9,10 +9,9 @@ from pydantic import BaseModel, Field
 from maomao.api.deps import Ctx
 from maomao.api.errors import ApiError
 from maomao.api.schemas import ok, reply
-from maomao.models import RunRecord
+from maomao.models import RunRecord, ToolChange
 from maomao.services import tools
 from maomao.services.runs import RunRequest
-from maomao.services.tools import ToolChange
 
 router = APIRouter(tags=["seed"])
 

@@ -8,9 +8,8 @@ from pydantic import BaseModel, Field
 
 from maomao.api.deps import Ctx
 from maomao.api.schemas import ok, reply
-from maomao.models import Listing, ToolInstall
+from maomao.models import Listing, ToolChange, ToolEntry, ToolInstall
 from maomao.services import tools
-from maomao.services.tools import ToolChange, ToolEntry
 
 router = APIRouter(tags=["tools"])
 
