@@ -7,7 +7,7 @@ In one run, against one embedded etcd on free ports, with the process runner and
   working directory and ``MAO_*`` variables), the baseline;
 - **mao tool run, node up**: ``mao tool run NAME collect --no-publish`` as a subprocess
   while ``mao up -d`` runs for the home: the command hands the run to the node over its
-  control socket, so it never loads grpc or the etcd client (the usual set-up);
+  API on the Unix socket, so it never loads grpc or the etcd client (the usual set-up);
 - **mao tool run, no node**: the same with no node: the command starts the etcd client
   itself (interpreter start, imports, connection, the run);
 - **service, own connection**: ``services.runs.run_tool`` in process, opening its etcd
@@ -18,7 +18,7 @@ The CLI is measured with its bytecode cached, as an installed package has it. Fo
 prints what every `mao` process pays before doing anything: ``mao --help`` and the import
 of ``maomao.services.runs`` (grpc, etcd3aio, protobuf).
 
-Goal: at most 150 ms added per run.
+Goal: at most 60 ms added per run with the node up (150 ms without).
 
     python bench/runs.py [--runs N]
 """
@@ -42,6 +42,8 @@ from pathlib import Path
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 GOAL_MS = 150.0
+#: What a run handed to the node may add (issue 13).
+NODE_GOAL_MS = 60.0
 
 MANIFEST = f"""\
 name = "bench"
@@ -202,8 +204,9 @@ def main() -> None:
     figures += [("services.runs, own connection", own_ms), ("services.runs, shared store", shared_ms)]
     for label, value in figures:
         added = value - direct
-        verdict = "ok" if added <= GOAL_MS else "over"
-        print(f"{label:<34}{value:>9.1f}{added:>+10.1f}  <= {GOAL_MS:.0f} ms added ({verdict})")
+        goal = NODE_GOAL_MS if label == "mao tool run, node up" else GOAL_MS
+        verdict = "ok" if added <= goal else "over"
+        print(f"{label:<34}{value:>9.1f}{added:>+10.1f}  <= {goal:.0f} ms added ({verdict})")
     print(
         f"\nfixed cost of any `mao` process (bytecode cached): `mao --help` {help_ms:.1f} ms; "
         f"python -c 'import maomao.services.runs' {import_ms:.1f} ms"

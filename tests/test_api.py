@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from conftest import EtcdMember, free_port
 from maomao.api import ApiContext, create_app
+from maomao.cli.nodeclient import client_identity
 from maomao.config import Config
 from maomao.etcd import Store, open_store
 from maomao.keys import NAME_RULE
@@ -309,19 +310,24 @@ async def test_cancelling_a_run_records_it_cancelled(tool_api: Api) -> None:
 
 async def test_a_client_whose_settings_differ_is_told_to_fall_back(tool_api: Api) -> None:
     api = tool_api
-    other = {**api.config.identity(), "namespace": "/elsewhere"}
+    other = {"home": str(api.config.home), "env": {"MAO_NAMESPACE": "/elsewhere"}}
     headers = {"X-Mao-Client": json.dumps(other)}
     body = {"tool": "collector", "publish": False}
     assert_shape(await api.post(f"{V1}/runs?stream=true", body, headers=headers), 409, "Fallback")
     assert_shape(await api.client.get(f"{V1}/members", headers=headers), 409, "Fallback")
-    same = {"X-Mao-Client": json.dumps(api.config.identity())}
+    same = {"X-Mao-Client": client_identity(api.config.home)}
+    assert (await api.client.get(f"{V1}/members", headers=same)).status_code == 200
+    elsewhere = {"X-Mao-Client": json.dumps({"home": "/elsewhere", "env": {}})}
+    assert_shape(await api.client.get(f"{V1}/members", headers=elsewhere), 409, "Fallback")
+    broken = {"X-Mao-Client": json.dumps({"home": str(api.config.home), "env": {"MAO_ETCD_TIMEOUT": "-1"}})}
+    assert_shape(await api.client.get(f"{V1}/members", headers=broken), 409, "Fallback")
     assert (await api.client.get(f"{V1}/members", headers=same)).status_code == 200
 
 
 async def test_a_streamed_run_sends_its_events_then_its_result(tool_api: Api) -> None:
     api = tool_api
     body = {"tool": "collector", "command": "collect", "args": {"rows": "2"}, "publish": False}
-    headers = {**api.auth, "X-Mao-Client": json.dumps(api.config.identity())}
+    headers = {**api.auth, "X-Mao-Client": client_identity(api.config.home)}
     async with served(api) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
         async with client.stream("POST", f"{V1}/runs?stream=true", json=body, headers=headers) as resp:
             assert resp.status_code == 200 and resp.headers["content-type"] == "application/x-ndjson"
@@ -537,7 +543,7 @@ async def test_the_app_answers_over_a_unix_socket_with_the_standard_library(api:
 
     def members() -> tuple[int, dict[str, Any]]:
         conn = UnixConnection("node")
-        conn.request("GET", f"{V1}/members", headers={"X-Mao-Client": json.dumps(api.config.identity())})
+        conn.request("GET", f"{V1}/members", headers={"X-Mao-Client": client_identity(api.config.home)})
         resp = conn.getresponse()
         doc = json.loads(resp.read())
         conn.close()

@@ -239,7 +239,7 @@ def test_every_setting_goes_to_the_file_and_back(tmp_path: Path) -> None:
 def test_init_options_take_their_defaults_and_ranges_from_the_settings() -> None:
     import click
 
-    from maomao.cli.app import init
+    from maomao.cli.setup import init
     from maomao.config import SETTINGS_BY_NAME
 
     options = {p.name: p for p in init.params}

@@ -252,3 +252,47 @@ def test_an_event_stream_client_that_goes_away_leaves_no_watch(private_etcd: Etc
         for reader in readers:
             reader.close()
     wait_until(lambda: etcd_watchers(private_etcd.url) == baseline, 10, "the watches to close")
+
+
+FAST_PATH_PROBE = """
+import json, sys
+import maomao.cli
+code = maomao.cli.run(sys.argv[1:])
+heavy = [m for m in ("click", "maomao.config", "grpc", "etcd3aio", "http.client") if m in sys.modules]
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def probe_fast_path(mao: Mao, *args: str) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FAST_PATH_PROBE, *args], env=mao.env(), capture_output=True, text=True, timeout=60
+    )
+    return json.loads(done.stderr.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_commands_the_node_serves_load_neither_the_etcd_client_nor_the_config(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    assert alice("tool", "add", "collector", "--repo", str(collector_repo(tmp_path))).code == 0
+    assert alice("up", "--detach").code == 0
+    members = probe_fast_path(alice, "--json", "members")
+    assert members == {"code": 0, "heavy": []}  # not even click: `members` has nothing to parse
+    run = probe_fast_path(alice, "--json", "tool", "run", "collector", "collect", "--no-publish")
+    assert run == {"code": 0, "heavy": ["click"]}
+
+
+def test_a_command_with_other_settings_than_the_node_does_the_work_itself(
+    operator_home, etcdctl, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    assert alice("up", "--detach").code == 0
+    etcdctl.put(f"{ns}-other/index/operators/zed", f"{ns}-other/ops/zed/profile")
+    monkeypatch.setenv("MAO_NAMESPACE", f"{ns}-other")
+    other = alice("--json", "members")
+    assert other.code == 0, other.err
+    assert [m["operator"] for m in other.json()["members"]] == ["zed"]  # not the node's namespace
+    assert probe_fast_path(alice, "--json", "members")["heavy"] != []  # it loaded what it needed
+    monkeypatch.delenv("MAO_NAMESPACE")
+    assert [m["operator"] for m in alice("--json", "members").json()["members"]] == ["alice"]

@@ -97,7 +97,7 @@ def test_the_node_serves_members_with_their_warnings(operator_home, etcdctl, ns:
     etcdctl.put(f"{ns}/index/presence/bob", "{not json")
     assert alice("up", "--detach").code == 0
     config = settings.load(alice.home)
-    served = call(config.paths.node_socket, "members", {}, config.identity())
+    served = call(config.home, "members", {})
     assert served is not None
     assert [m["operator"] for m in served["items"] if m["online"]] == ["alice"]
     assert len(served["warnings"]) == 1 and f"{ns}/index/presence/bob" in served["warnings"][0]

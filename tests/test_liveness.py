@@ -153,7 +153,7 @@ def test_the_node_keeps_serving_while_a_tool_runs_and_a_big_tree_is_digested(
         answers = 0
         while big.poll() is None:
             asked = time.monotonic()
-            served = call(config.paths.node_socket, "members", {}, config.identity(), idle_timeout=5)
+            served = call(config.home, "members", {}, idle_timeout=5)
             slowest = max(slowest, time.monotonic() - asked)
             assert served is not None and [m["operator"] for m in served["items"]] == ["alice"]
             answers += 1
@@ -217,7 +217,7 @@ def test_a_node_that_accepts_and_never_answers_does_not_hang_its_client(tmp_path
     try:
         asked = time.monotonic()
         with pytest.raises(NodeUnresponsive, match=r"did not answer within 0\.5 s") as error:
-            call(path, "members", {}, {}, idle_timeout=0.5)
+            call(tmp_path, "members", {}, idle_timeout=0.5)
         assert 0.5 <= time.monotonic() - asked < 2.0
         assert error.value.exit_code == 1
     finally:

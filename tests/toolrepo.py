@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from maomao.config import Config
+from maomao.config import Config, save
 
 PY = json.dumps(sys.executable)  # a TOML (and JSON) string literal
 
@@ -172,4 +172,6 @@ def config_for(home: Path, operator: str, ns: str, endpoint: str, **extra: objec
         from maomao.services.home import free_port
 
         extra["api_port"] = free_port()
-    return Config(home=home, operator=operator, namespace=ns, endpoints=(endpoint,), **extra)  # type: ignore[arg-type]
+    config = Config(home=home, operator=operator, namespace=ns, endpoints=(endpoint,), **extra)  # type: ignore[arg-type]
+    save(config, force=True)  # a real home: a command (or the node's client check) loads it
+    return config

@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from maomao.errors import AlreadyExists, ConfigError, InvalidSetting, InvalidValue
+from maomao.homedir import HOME_ENV
 from maomao.keys import Keys, validate_name, validate_namespace
 from maomao.paths import Home
-
-DEFAULT_HOME = "~/.maomao"
-HOME_ENV = "MAO_HOME"
-
 
 Kind = Literal["text", "path", "bool", "int", "float", "urls", "paths"]
 
@@ -101,15 +98,6 @@ def _default_of(attr: str) -> Any:
 
 #: The placeholders a ``git.remote`` template may use.
 REMOTE_PLACEHOLDERS = ("hub", "dataset", "operator")
-
-
-def resolve_home(flag: str | os.PathLike[str] | None = None) -> Path:
-    """``--home`` beats ``MAO_HOME`` beats ``~/.maomao``."""
-    raw = flag if flag is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
-    try:
-        return Path(raw).expanduser().resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a NUL, a loop of links
-        raise ConfigError(f"cannot use home {os.fspath(raw)!r} (--home or {HOME_ENV}): {exc}") from None
 
 
 def check_home(home: Path) -> None:
@@ -197,15 +185,6 @@ class Config:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"cannot read {path}: not UTF-8 text") from None
-
-    def identity(self) -> dict[str, Any]:
-        """What a command and the running node must agree on for the node to act for it."""
-        return {
-            "home": str(self.home),
-            "operator": self.operator,
-            "namespace": self.namespace,
-            "endpoints": list(self.endpoints),
-        }
 
     def to_file(self) -> dict[str, Any]:
         """The TOML document written by ``mao init``: every setting, in :data:`SETTINGS`
@@ -377,21 +356,25 @@ def read_file(home: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
-def load(home: Path, flags: Mapping[str, object] | None = None) -> Config:
-    """Resolve every setting (flag > env > file > default) and build the config.
+def load(
+    home: Path, flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Resolve every setting (flag > env > file > default) and build the config; *environ*
+    is the environment to read (default: this process's).
 
     :raises InvalidSetting: naming the setting, where its value came from and what it must hold.
     """
     doc = read_file(home)
     path = Home(home).config_file
+    env = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for setting in SETTINGS:
         raw: object = None
         parse = True
         if flags and flags.get(setting.name) is not None:
             raw, source = flags[setting.name], "from a flag"
-        elif os.environ.get(setting.env):
-            raw, source = os.environ[setting.env], f"from {setting.env}"
+        elif env.get(setting.env):
+            raw, source = env[setting.env], f"from {setting.env}"
         else:
             raw, source, parse = _lookup(doc, setting.name), f"in {path}", False
         try:

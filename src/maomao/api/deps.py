@@ -11,7 +11,8 @@ from fastapi import Depends, Request
 
 from maomao.api.context import ApiContext
 from maomao.api.errors import ApiError
-from maomao.config import Config
+from maomao.config import Config, load
+from maomao.errors import MaoError
 
 
 def get_ctx(request: Request) -> ApiContext:
@@ -23,9 +24,9 @@ Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
 
 def check_client(request: Request, config: Config) -> None:
-    """The CLI's fast path sends ``X-Mao-Client`` (its ``config.identity()``): when that
-    differs from the node's, answer 409 ``Fallback`` so that the command does the work
-    itself (the node would act with other settings than the command's)."""
+    """The CLI's fast path sends ``X-Mao-Client``: its home and its ``MAO_*`` environment.
+    Unless the config they make is the node's own, answer 409 ``Fallback`` so that the
+    command does the work itself (the node would act with other settings than the command's)."""
     raw = request.headers.get("x-mao-client")
     if raw is None:
         return
@@ -33,8 +34,20 @@ def check_client(request: Request, config: Config) -> None:
         claimed = json.loads(raw)
     except ValueError:
         raise ApiError(422, "InvalidValue", "header X-Mao-Client is not JSON") from None
-    if claimed != config.identity():
+    home, env = (claimed.get("home"), claimed.get("env")) if isinstance(claimed, dict) else (None, None)
+    if not isinstance(home, str) or not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ApiError(422, "InvalidValue", "header X-Mao-Client must be {home, env: {NAME: value}}")
+    if home != str(config.home) or not _same_config(config, env):
         raise ApiError(409, "Fallback", "the command's settings differ from the node's")
+
+
+def _same_config(config: Config, env: dict[str, str]) -> bool:
+    try:
+        return load(config.home, environ=env) == config
+    except MaoError:  # the command's settings are broken: it will say how itself
+        return False
 
 
 def allowed_path(raw: str, roots: list[Path], what: str) -> Path:

@@ -11,15 +11,15 @@ import contextlib
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from maomao.cli.interactive import ask
-from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, emit, emit_line, note, table, warn
-from maomao.config import SETTINGS_BY_NAME, Config, check_home, resolve_home
-from maomao.config import default as config_default
-from maomao.errors import ConfigError, UsageError
+from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, emit, emit_line, note
+from maomao.homedir import resolve_home
+
+if TYPE_CHECKING:
+    from maomao.config import Config
 
 T = TypeVar("T")
 
@@ -37,12 +37,6 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def setting_range(name: str) -> click.IntRange:
-    """The values an integer setting allows, as a click type (the range declared in config)."""
-    setting = SETTINGS_BY_NAME[name]
-    return click.IntRange(int(setting.low), int(setting.high))
-
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -56,6 +50,7 @@ class LazyGroup(click.Group):
         "run": "maomao.cli.tools:run_group",
         "pipeline": "maomao.cli.tools:pipeline_group",
         "api": "maomao.cli.apitoken:api_group",
+        "init": "maomao.cli.setup:init",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -103,80 +98,6 @@ def etcd_group() -> None:
 
 
 # -- node ----------------------------------------------------------------------------------
-@app.command()
-@click.option("--operator", help="Your operator name ([a-z0-9][a-z0-9-]{0,62}).")
-@click.option("--embedded", is_flag=True, help="Run a single-member etcd with the node.")
-@click.option("--etcd", metavar="URL[,URL…]", help="Join an existing etcd cluster.")
-@click.option(
-    "--namespace",
-    default=config_default("namespace"),
-    show_default=True,
-    help="Key prefix of the federation.",
-)
-@click.option("--git-remote", metavar="URL", help="Default git remote for your datasets.")
-@click.option(
-    "--client-port",
-    type=setting_range("etcd.client_port"),
-    help=f"Embedded etcd client port (default {config_default('etcd.client_port')} or a free one).",
-)
-@click.option(
-    "--peer-port",
-    type=setting_range("etcd.peer_port"),
-    help=f"Embedded etcd peer port (default {config_default('etcd.peer_port')} or a free one).",
-)
-@click.option(
-    "--presence-ttl",
-    type=setting_range("node.presence_ttl"),
-    help=f"Presence lease TTL in seconds (default {config_default('node.presence_ttl')}).",
-)
-@click.option("--force", is_flag=True, help="Overwrite an existing config.")
-def init(
-    operator: str | None,
-    embedded: bool,
-    etcd: str | None,
-    namespace: str,
-    git_remote: str | None,
-    client_port: int | None,
-    peer_port: int | None,
-    presence_ttl: int | None,
-    force: bool,
-) -> None:
-    """Write this operator's config under MAO_HOME."""
-    from maomao.services.home import init_home
-
-    if operator is None:
-        operator = ask("--operator", "Operator name")
-    if not embedded and not etcd:
-        if not GLOBALS.interactive:
-            raise UsageError("give --embedded or --etcd URL[,URL…]")
-        etcd = ask("--etcd", "etcd URL[,URL…] (empty: embedded etcd)") or None
-        embedded = etcd is None
-    home = resolve_home(GLOBALS.home)
-    check_home(home)
-    try:
-        config = init_home(
-            home,
-            operator,
-            embedded=embedded,
-            etcd=etcd,
-            namespace=namespace,
-            git_remote=git_remote,
-            client_port=client_port,
-            peer_port=peer_port,
-            presence_ttl=presence_ttl,
-            force=force,
-        )
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(home) else ""
-        raise ConfigError(f"cannot write home {home}: {exc.strerror or exc}{where}") from None
-    emit(
-        config.to_dict(),
-        f"initialised {config.operator} in {config.home}\n"
-        f"  etcd: {', '.join(config.endpoints)}{' (embedded)' if config.embedded else ''}\n"
-        f"next: mao up --detach",
-    )
-
-
 @app.command()
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; return once ready.")
 def up(detach: bool) -> None:
@@ -274,25 +195,14 @@ def status() -> None:
 @app.command()
 def members() -> None:
     """Operators of the federation, and who is online now."""
-    from maomao.cli.nodeclient import call
+    from maomao.cli.members import served_by_node, show
 
-    config = load_config()
-    served = call(config.paths.node_socket, "members", {}, config.identity())
-    if served is not None:
-        rows, warnings = served["items"], list(served.get("warnings", []))
-    else:
-        from maomao.services.members import list_members
+    if served_by_node(resolve_home(GLOBALS.home)):
+        return
+    from maomao.services.members import list_members
 
-        listing = arun(list_members(config))
-        rows, warnings = [m.to_dict() for m in listing], listing.warnings
-    warn(warnings)
-    emit(
-        {"members": rows, "warnings": warnings},
-        table(
-            [{**r, "online": "yes" if r["online"] else "no"} for r in rows],
-            ["operator", "online", "host", "pid", "since"],
-        ),
-    )
+    listing = arun(list_members(load_config()))
+    show([m.to_dict() for m in listing], listing.warnings)
 
 
 @app.command()

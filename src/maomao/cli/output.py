@@ -6,19 +6,22 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from maomao.errors import EXIT_USAGE, MaoError
 
 
-@dataclass
 class Globals:
-    """Options that every command takes, wherever they appear on the command line."""
+    """Options that every command takes, wherever they appear on the command line.
 
-    home: str | None = None
-    json: bool = False
-    no_input: bool = False
+    (A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, which the fast
+    path of `mao members` cannot afford.)
+    """
+
+    def __init__(self) -> None:
+        self.home: str | None = None
+        self.json = False
+        self.no_input = False
 
     def reset(self) -> None:
         """Back to the defaults: each command line starts from them."""
@@ -32,8 +35,7 @@ class Globals:
 GLOBALS = Globals()
 
 
-@dataclass(frozen=True)
-class GlobalOption:
+class GlobalOption(NamedTuple):
     """An option every command takes, anywhere on the line: the CLI's entry point takes it
     out of argv into :data:`GLOBALS` before click parses the rest; ``mao --help`` lists it."""
 

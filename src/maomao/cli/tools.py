@@ -226,12 +226,16 @@ def tool_run(
     import os
     from types import SimpleNamespace
 
-    config = _config()
+    from maomao.homedir import resolve_home
+
     args = parse_args(pairs)
-    if name is None:
-        name = _pick_tool(config)
-    if GLOBALS.interactive:
-        command, args = _pick_command(config, name, command, args)
+    config = None  # loaded only when the pickers or a run in this process need it
+    if name is None or GLOBALS.interactive:
+        config = _config()
+        if name is None:
+            name = _pick_tool(config)
+        if GLOBALS.interactive:
+            command, args = _pick_command(config, name, command, args)
 
     def started(event: str, record: Any) -> None:
         if event == "waiting":
@@ -258,10 +262,9 @@ def tool_run(
     from maomao.cli.nodeclient import call
 
     done = call(
-        config.paths.node_socket,
+        resolve_home(GLOBALS.home),
         "tool.run",
         params,
-        config.identity(),
         on_event=None if GLOBALS.json else lambda event, doc: started(event, SimpleNamespace(**doc)),
     )
     if done is not None:  # rendered from the plain document: no need to load the models
@@ -270,6 +273,7 @@ def tool_run(
 
     from maomao.services.runs import RunRequest, run_tool
 
+    config = config or _config()
     outcome = _arun(run_tool(config, RunRequest(**params), on_event=None if GLOBALS.json else started))
     if outcome.error is not None:
         raise outcome.error
