@@ -1,17 +1,20 @@
-"""Schemathesis against the node API's own /openapi.json, served by a real uvicorn server
-(in a thread of its own, with its own event loop and etcd connection) on a loopback port.
+"""Schemathesis against the node API's own /openapi.json, served by a real node
+(`mao up --detach`) on a loopback port.
 
 Bounded: a few examples per operation. Without the token every state change must be
 refused with 401; with it, nothing may answer 5xx and every answer must match its
 schema. The fuzzer invents repository URLs, so git may only use local paths here
-(``GIT_ALLOW_PROTOCOL=file``): nothing it invents can reach another host.
+(``GIT_ALLOW_PROTOCOL=file`` in the node's environment): nothing it invents can reach
+another host.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
+import json
+import os
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +23,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -32,7 +34,6 @@ from schemathesis.specs.openapi.checks import (
 from conftest import EtcdMember
 from maomao.api import ApiContext, create_app
 from maomao.config import Config
-from maomao.etcd import open_store
 from maomao.services import apitoken
 from maomao.services.runtasks import RunTasks
 from toolrepo import config_for
@@ -71,50 +72,32 @@ class Node:
     config: Config
 
 
-def _serve(config: Config, sock: socket.socket, ready: threading.Event, stop: list[Any]) -> None:
-    async def main() -> None:
-        async with open_store(config) as store:
-            runs = RunTasks()
-            app = create_app(ApiContext(config=config, store=store, runs=runs))
-            server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-            stop.append(server)
-            task = asyncio.create_task(server.serve(sockets=[sock]))
-            for _ in range(2000):  # up to 20 s
-                if server.started or task.done():
-                    break
-                await asyncio.sleep(0.01)
-            ready.set()
-            await task
-            await runs.stop(0)
-
-    try:
-        asyncio.run(main())
-    finally:
-        ready.set()
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, etcd: EtcdMember) -> Iterator[Node]:
+    """A real node (`mao up --detach`), its git confined to local paths; stopped at the end."""
     ns = f"/t-{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("fuzz") / "alice"
     config = config_for(home, "alice", ns, etcd.url, api_publish_roots=(str(home.parent / "root"),))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GIT_ALLOW_PROTOCOL", "file")
-        mp.setenv("GIT_TERMINAL_PROMPT", "0")
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        ready, stop = threading.Event(), []  # type: ignore[var-annotated]
-        thread = threading.Thread(target=_serve, args=(config, sock, ready, stop), daemon=True)
-        thread.start()
-        try:
-            assert ready.wait(20) and stop and thread.is_alive(), "the API server did not start"
-            yield Node(f"http://127.0.0.1:{sock.getsockname()[1]}", apitoken.token(config), config)
-        finally:
-            if stop:
-                stop[0].should_exit = True
-            thread.join(20)
-            sock.close()
-    assert not thread.is_alive(), "the API server did not stop"
+    env = {
+        **os.environ, "MAO_HOME": str(home), "MAO_NO_INPUT": "1",
+        "GIT_ALLOW_PROTOCOL": "file", "GIT_TERMINAL_PROMPT": "0",
+    }  # fmt: skip
+
+    def mao(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "maomao", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    up = mao("--json", "up", "--detach")
+    assert up.returncode == 0, up.stderr
+    try:
+        url = json.loads(up.stdout)["api_url"]
+        with urllib.request.urlopen(f"{url}/openapi.json", timeout=10) as response:
+            assert json.loads(response.read()) == DOCUMENT  # the cases come from the node's own document
+        yield Node(url, apitoken.token(config), config)
+    finally:
+        down = mao("down")
+        assert down.returncode == 0, down.stderr
 
 
 def _openapi() -> dict[str, Any]:
@@ -129,7 +112,8 @@ def _openapi() -> dict[str, Any]:
 # (schemathesis' lazy fixture loader does not work with pytest 9: the document is built
 # here, and every case is sent to the real server of the `node` fixture)
 # the event stream never ends by itself: it has tests of its own (test_api.py)
-schema = schemathesis.openapi.from_dict(_openapi()).exclude(path="/api/v1/events")
+DOCUMENT = _openapi()
+schema = schemathesis.openapi.from_dict(DOCUMENT).exclude(path="/api/v1/events")
 
 
 @schema.parametrize()
