@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from maomao.atomic import atomic_write
 from maomao.errors import AlreadyExists, ConfigError, InvalidSetting, InvalidValue
 from maomao.homedir import HOME_ENV
 from maomao.keys import Keys, validate_name, validate_namespace
@@ -411,11 +412,9 @@ def save(config: Config, *, force: bool = False) -> Path:
     path = config.paths.config_file
     if path.exists() and not force:
         raise AlreadyExists(f"{path} already exists (use --force to overwrite)")
-    tmp = path.with_suffix(".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(tomli_w.dumps(config.to_file()), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, tomli_w.dumps(config.to_file()), mode=0o600)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

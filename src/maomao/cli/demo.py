@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,36 @@ print(f"hubstats: wrote {rows} rows for {os.environ['MAO_HUB']} (run {os.environ
 """
 
 
+class EventStream:
+    """An `EventSource` client of the demo: reads one event of a node's stream in a thread."""
+
+    def __init__(self, url: str) -> None:
+        self.response = urllib.request.urlopen(url, timeout=60)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            for raw in self.response:
+                self.lines.put(raw.decode().rstrip("\r\n"))
+
+    def first_event(self, timeout: float) -> list[str]:
+        """The lines of the first event (comments skipped), as the client got them."""
+        event: list[str] = []
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if line.startswith(":"):
+                continue
+            if not line and event:
+                return event
+            if line:
+                event.append(line if len(line) < 160 else line[:157] + "...")
+
+    def close(self) -> None:
+        self.response.close()
+
+
 class Demo:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -72,13 +105,16 @@ class Demo:
     def say(self, text: str) -> None:
         print(f"\n\033[1m==> {text}\033[0m" if sys.stdout.isatty() else f"\n==> {text}", flush=True)
 
-    def mao(self, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        print(f"[{who}]$ mao {shlex.join(args)}", flush=True)
+    def mao(
+        self, who: str, *args: str, check: bool = True, echo: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        if echo:
+            print(f"[{who}]$ mao {shlex.join(args)}", flush=True)
         env = {**os.environ, "MAO_HOME": str(self.homes[who]), "MAO_NO_INPUT": "1"}
         proc = subprocess.run(
             [sys.executable, "-m", "maomao", *args], env=env, capture_output=True, text=True, timeout=120
         )
-        for line in (proc.stdout + proc.stderr).rstrip().splitlines():
+        for line in (proc.stdout + proc.stderr).rstrip().splitlines() if echo else ():
             print(f"    {line}", flush=True)
         if check and proc.returncode != 0:
             raise RuntimeError(f"`mao {shlex.join(args)}` exited with {proc.returncode}")
@@ -87,15 +123,20 @@ class Demo:
     def run(self) -> None:
         from maomao.gitstore.server import init_bare, start_daemon
 
-        port, peer = free_port(), free_port()
-        url = f"http://127.0.0.1:{port}"
         served = self.root / "git-server"
         for repo in ("alice-dockerhub-images", "alice-dockerhub-hubstats"):
             init_bare(served / f"{repo}.git")
         self.daemon = start_daemon(served, free_port(), allow_push=True)
-        remote_template = self.daemon.url("{operator}-{hub}-{dataset}.git")
         print(f"(a local git server for the demo: {self.daemon.url('')} serving {served})")
+        self.start_federation()
+        self.yaml_roundtrip()
+        self.publish_and_retrieve()
+        self.tools_and_the_api(served)
+        self.stop_nodes()
 
+    def start_federation(self) -> None:
+        port, peer = free_port(), free_port()
+        remote_template = self.daemon.url("{operator}-{hub}-{dataset}.git")
         self.say("alice starts a federation: a node with an embedded single-member etcd")
         self.mao("alice", "init", "--operator", "alice", "--embedded", "--git-remote", remote_template,
                  "--client-port", str(port), "--peer-port", str(peer), "--presence-ttl", "3")  # fmt: skip
@@ -104,11 +145,12 @@ class Demo:
         self.mao("alice", "status")
 
         self.say("bob joins alice's etcd from his own home (MAO_HOME)")
-        self.mao("bob", "init", "--operator", "bob", "--etcd", url, "--presence-ttl", "3")
+        self.mao("bob", "init", "--operator", "bob", "--etcd", f"http://127.0.0.1:{port}", "--presence-ttl", "3")
         self.mao("bob", "up", "--detach")
         self.started.append("bob")
         self.mao("bob", "members")
 
+    def yaml_roundtrip(self) -> None:
         self.say("bob watches alice's keys live while alice loads a YAML subtree (yaml2etcd)")
         watch_env = {**os.environ, "MAO_HOME": str(self.homes["bob"]), "MAO_NO_INPUT": "1"}
         print("[bob]$ mao watch ops/alice/notes --count 6", flush=True)
@@ -128,6 +170,7 @@ class Demo:
         self.say("the subtree comes back as YAML exactly as it went in, lists included (etcd2yaml)")
         self.mao("bob", "etcd", "dump", "ops/alice/notes")
 
+    def publish_and_retrieve(self) -> None:
         self.say("alice collects two CSVs about Docker Hub and publishes them: git push, then etcd")
         data = self.root / "alice-work" / "images"
         data.mkdir(parents=True)
@@ -152,6 +195,7 @@ class Demo:
         for line in (path / "repositories.csv").read_text().splitlines():
             print(f"      {line}")
 
+    def tools_and_the_api(self, served: Path) -> None:
         self.say("alice registers a collector tool (a git repository with a maomao.toml); the name is hers")
         tool_url = self.make_tool(served)
         self.mao("alice", "tool", "add", "hubstats", "--repo", tool_url,
@@ -159,11 +203,25 @@ class Demo:
         self.mao("bob", "tool", "add", "hubstats", "--repo", tool_url, check=False)
         self.mao("alice", "tool", "install", "hubstats")
 
-        self.say("alice runs it: the output lands in the dataset's tree and is published on success")
-        self.mao("alice", "tool", "run", "hubstats", "collect", "-a", "rows=4", "--hub", "dockerhub")
-        self.mao("alice", "run", "list")
-        self.mao("bob", "dataset", "list", "--hub", "dockerhub")
+        self.say("bob's node streams the federation's events (server-sent events, id = etcd revision)")
+        self.mao("bob", "status")  # the API's URL and the node's parts
+        api = json.loads(self.mao("bob", "--json", "status", echo=False).stdout)["api_url"]
+        print(f"[bob]$ curl -N {api}/api/v1/events", flush=True)
+        stream = EventStream(f"{api}/api/v1/events")
 
+        self.say("alice runs her tool: the output lands in the dataset's tree and is published on success")
+        self.mao("alice", "tool", "run", "hubstats", "collect", "-a", "rows=4", "--hub", "dockerhub")
+        for line in stream.first_event(timeout=30):
+            print(f"    {line}", flush=True)
+        stream.close()
+        self.mao("alice", "run", "list")
+        print(f"[bob]$ curl {api}/api/v1/datasets?hub=dockerhub", flush=True)
+        with urllib.request.urlopen(f"{api}/api/v1/datasets?hub=dockerhub", timeout=10) as response:
+            found = json.loads(response.read())["items"]
+        for entry in found:
+            print(f"    {entry['operator']}/{entry['dataset']} {entry['date']} commit {entry['commit'][:12]}")
+
+    def stop_nodes(self) -> None:
         self.say("bob's node stops; his presence leaves with its lease")
         self.mao("bob", "down")
         self.started.remove("bob")
