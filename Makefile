@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/store.py
 	$(PY) bench/datasets.py
 	$(PY) bench/runs.py
+	$(PY) bench/api.py
 
 # Re-pin every dependency (needs the network): the lock file is what installs use.
 lock:

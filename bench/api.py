@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maomao.services.node import free_port
+from maomao.services.home import free_port
 
 from maomao.api import ApiContext, create_app
 from maomao.config import Config
