@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maomao.services.home import free_port
-
 from maomao.api import ApiContext, create_app
 from maomao.config import Config
 from maomao.etcd import Put, Store, open_store
@@ -35,6 +33,7 @@ from maomao.etcd.server import EmbeddedEtcd
 from maomao.keys import Keys
 from maomao.models import Advertisement, IndexEntry
 from maomao.services import datasets
+from maomao.services.home import free_port
 from maomao.services.runtasks import RunTasks
 
 NS = "/bench-api"
