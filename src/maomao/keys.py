@@ -9,6 +9,7 @@ The layout (DESIGN.md):
     {ns}/ops/{op}/snapshots/{hub}/{date}/{dataset}  advertisement
     {ns}/ops/{op}/tools/{tool}                      tool record
     {ns}/ops/{op}/{runs,schedules,pipelines,subscriptions}/{id}
+    {ns}/ops/{op}/fires/{schedule}/{slot}           a schedule's slot, claimed once
     {ns}/index/snapshots/{hub}/{date}/{op}/{dataset} -> advertisement key
     {ns}/index/hubs/{hub}                           -> marker: some snapshot exists for hub
     {ns}/index/dates/{hub}/{date}                   -> marker: some snapshot exists that date
@@ -44,6 +45,9 @@ NAMESPACE_RULE = f"/{SEGMENT_RULE}(/{SEGMENT_RULE})*"
 DATE_RULE = "YYYY-MM-DD"
 
 KINDS_OF_RECORD = ("runs", "schedules", "pipelines", "subscriptions", "votes")
+#: A schedule's slot in a key: the scheduled time in whole seconds since the epoch.
+SLOT_RULE = "[0-9]{1,12}"
+_SLOT_RE = re.compile(SLOT_RULE)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -219,6 +223,18 @@ class Keys:
         if kind not in KINDS_OF_RECORD:
             raise InvalidValue(f"unknown record kind {kind!r}")
         return f"{self.operator(op)}{kind}/{validate_name(record_id, kind[:-1] + ' id')}"
+
+    def fire(self, op: str, schedule_id: str, slot: int) -> str:
+        """``{ns}/ops/{op}/fires/{schedule}/{slot}``: the claim of one slot of a schedule."""
+        text = str(slot)
+        if not _SLOT_RE.fullmatch(text):
+            raise InvalidName("slot", text, SLOT_RULE)
+        return f"{self.fires(op, schedule_id)}{text}"
+
+    def fires(self, op: str, schedule_id: str | None = None) -> str:
+        """Prefix of one schedule's slot claims (of every schedule's, without an id)."""
+        prefix = f"{self.operator(op)}fires/"
+        return prefix if schedule_id is None else f"{prefix}{validate_name(schedule_id, 'schedule id')}/"
 
     def records(self, op: str, kind: str) -> str:
         if kind not in KINDS_OF_RECORD:

@@ -390,6 +390,11 @@ class RunRecord(Record, frozen=True, kw_only=True):
     steps: list[str] = msgspec.field(default_factory=list)
     host: str = ""
     pid: int = 0
+    #: A run a schedule fired: the schedule's id, the slot (ISO time, UTC) and which attempt.
+    schedule: str = ""
+    slot: str = ""
+    attempt: int = 0
+    attempts: int = 0
 
     @property
     def finished(self) -> bool:
@@ -466,3 +471,57 @@ class PipelineChange(Record, frozen=True):
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "pipeline": self.entry.to_dict()}
+
+
+class Schedule(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/schedules/{id}``: when to run a tool's command or a pipeline.
+
+    ``cron`` is a cron expression (five fields, or six with seconds first), evaluated in
+    ``tz``; ``every`` (hourly, daily, weekly) is kept as the user said it, with its cron
+    expression in ``cron``. A run missed while no node ran is caught up once, for the
+    latest missed slot, if it is less than ``misfire_grace`` seconds late; a failed run is
+    tried up to ``attempts`` times in all. ``federation`` schedules run on the elected
+    leader among the live nodes.
+    """
+
+    id: str
+    operator: str
+    kind: str  # "tool" or "pipeline"
+    target: str  # the tool's or the pipeline's name
+    command: str = ""
+    args: dict[str, str] = msgspec.field(default_factory=dict)
+    hub: str = ""
+    dataset: str = ""
+    runner: str = "process"
+    publish: bool = True
+    cron: str = ""
+    every: str = ""
+    tz: str = "UTC"
+    federation: bool = False
+    paused: bool = False
+    attempts: int = 3
+    misfire_grace: float = 3600.0
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class Fire(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/fires/{schedule}/{slot}``: one slot of a schedule, claimed before it
+    runs (create-if-absent: a slot runs once), then updated as its attempts go.
+
+    ``slot`` is the scheduled time (ISO, UTC); ``status`` is ``running``, ``succeeded``,
+    ``failed`` (every attempt failed), ``skipped`` (the previous run still ran), ``missed``
+    (later than the misfire grace) or ``retrying``; ``runs`` lists the attempts' run ids.
+    """
+
+    schedule: str
+    slot: str
+    status: str
+    attempt: int = 0
+    attempts: int = 0
+    runs: list[str] = msgspec.field(default_factory=list)
+    node: str = ""
+    claimed_at: str = ""
+    finished_at: str = ""
+    message: str = ""
+    catch_up: bool = False

@@ -94,6 +94,11 @@ class RunRequest:
     timeout: float | None = None
     pipeline: str = ""
     step: str = ""
+    #: A run a schedule fired: the schedule, its slot (ISO, UTC) and the attempt (of how many).
+    schedule: str = ""
+    slot: str = ""
+    attempt: int = 0
+    attempts: int = 0
     #: The operator's environment the manifest's ``env`` names and ``PATH`` come from
     #: (default: this process's). The CLI sends its own when the node runs the tool.
     environ: Mapping[str, str] | None = None
@@ -215,6 +220,10 @@ async def _plan(config: Config, request: RunRequest, runner: Runner, store: Stor
         log=str(spec.log_file),
         pipeline=request.pipeline,
         step=request.step,
+        schedule=request.schedule,
+        slot=request.slot,
+        attempt=request.attempt,
+        attempts=request.attempts,
         host=socket.gethostname(),
         pid=os.getpid(),
     )
