@@ -173,5 +173,6 @@ def config_for(home: Path, operator: str, ns: str, endpoint: str, **extra: objec
 
         extra["api_port"] = free_port()
     config = Config(home=home, operator=operator, namespace=ns, endpoints=(endpoint,), **extra)  # type: ignore[arg-type]
-    save(config, force=True)  # a real home: a command (or the node's client check) loads it
+    if not config.paths.config_file.exists():  # a real home: a command (or the node's check) loads it
+        save(config)
     return config

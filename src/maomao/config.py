@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node.stop_grace", "stop_grace", "MAO_STOP_GRACE", 10.0,
             "on SIGTERM, how long running runs may go on before they are cancelled", "seconds",
             kind="float", low=0, high=86400),
+    Setting("schedule.retry_delay", "retry_delay", "MAO_RETRY_DELAY", 30.0,
+            "first pause before a failed scheduled run is tried again (doubled each time, with jitter)",
+            "seconds", kind="float", low=0, high=86400),
     Setting("import_dir", "import_dir_setting", "MAO_IMPORT_DIR", None,
             "where retrieved snapshots go (default HOME/imports)", kind="path"),
 )  # fmt: skip
@@ -133,6 +136,7 @@ class Config:
     api_port: int = _default_of("api_port")
     api_publish_roots: tuple[str, ...] = _default_of("api_publish_roots")
     stop_grace: float = _default_of("stop_grace")
+    retry_delay: float = _default_of("retry_delay")
     import_dir_setting: str | None = field(default=_default_of("import_dir_setting"), repr=False)
 
     def __post_init__(self) -> None:
