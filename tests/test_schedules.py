@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -80,7 +81,7 @@ async def test_a_schedule_is_a_json_record_with_its_next_fire_and_latest_fire(
     assert entry.last is None and entry.revision > 0
     next_at = datetime.fromisoformat(entry.next_fire)
     assert next_at.utcoffset() is not None and next_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
-    paris = next_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    paris = next_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (paris.hour, paris.minute) == (0, 0) and 0 < next_at.timestamp() - time.time() <= 86400
 
     # the highest slot wins, by number, not by key order ("999999999" sorts after "1700000000")
@@ -105,10 +106,8 @@ async def test_a_schedule_is_a_json_record_with_its_next_fire_and_latest_fire(
     listing = await list_schedules(config)
     assert [e.schedule.id for e in listing] == [schedule.id]
     assert listing.items[0].last == entry.last
-    assert listing.warnings == [f"skipped {fires}1800000000: invalid Fire: malformed JSON"] or (
-        len(listing.warnings) == 1
-        and listing.warnings[0].startswith(f"skipped {fires}1800000000: invalid Fire")
-    )
+    (warning,) = listing.warnings
+    assert warning.startswith(f"skipped {fires}1800000000: invalid Fire") and "\n" not in warning
 
 
 async def test_malformed_and_foreign_records_are_skipped_with_a_warning(
