@@ -404,10 +404,8 @@ async def test_the_seed_calls_register_and_run(api: Api, tmp_path: Path) -> None
     assert task is not None
     outcome = await asyncio.wait_for(asyncio.shield(task), 60)
     assert outcome.record.status == "succeeded" and outcome.record.publish == "failed"  # no remote given
-    cron = assert_shape(
-        await api.post("/run", {"name": "single", "cron": True, "frequency": "daily"}), 501, "NotImplemented"
-    )
-    assert cron["message"] == "schedules are not built yet: use cron false to run now"
+    cron = await api.post("/run", {"name": "single", "cron": True, "frequency": "daily"})
+    assert cron.status_code == 201 and cron.json()["schedule"]["every"] == "daily"  # tests/test_schedules.py
     assert_shape(await api.client.post("/register", json={"name": "x", "url": "/y"}), 401, "Unauthorized")
 
 

@@ -525,3 +525,14 @@ class Fire(Record, frozen=True, kw_only=True):
     finished_at: str = ""
     message: str = ""
     catch_up: bool = False
+
+
+class ScheduleEntry(Record, frozen=True, kw_only=True):
+    """A stored schedule as read: the schedule, its mod revision (what a pause or a removal
+    compares against), its next fire time (ISO, UTC; ``""`` when paused or never again),
+    and its latest claimed slot (``None`` before its first fire)."""
+
+    schedule: Schedule
+    revision: int
+    next_fire: str = ""
+    last: Fire | None = None

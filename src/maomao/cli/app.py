@@ -49,6 +49,7 @@ class LazyGroup(click.Group):
         "tool": "maomao.cli.tools:tool_group",
         "run": "maomao.cli.tools:run_group",
         "pipeline": "maomao.cli.tools:pipeline_group",
+        "schedule": "maomao.cli.schedules:schedule_group",
         "api": "maomao.cli.apitoken:api_group",
         "init": "maomao.cli.setup:init",
     }

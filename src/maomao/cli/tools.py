@@ -20,6 +20,7 @@ from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
 from maomao.cli.interactive import pick
 from maomao.cli.output import GLOBALS, emit, note, table, warn
+from maomao.cli.schedules import pipeline_schedule_command, tool_schedule_command
 from maomao.errors import UsageError
 from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
@@ -79,6 +80,9 @@ def parse_args(pairs: Sequence[str]) -> dict[str, str]:
 @click.group("tool", context_settings=CONTEXT)
 def tool_group() -> None:
     """Register, install and run collector tools."""
+
+
+tool_group.add_command(tool_schedule_command())
 
 
 @tool_group.command("add")
@@ -405,6 +409,9 @@ def run_logs(run_id: str) -> None:
 @click.group("pipeline", context_settings=CONTEXT)
 def pipeline_group() -> None:
     """Pipelines: tool commands run in order, each step's output the next one's input."""
+
+
+pipeline_group.add_command(pipeline_schedule_command())
 
 
 @pipeline_group.command("add")

@@ -399,13 +399,18 @@ async def run_pipeline(
     hub: str | None = None,
     store: Store | None = None,
     on_step: StepCallback | None = None,
+    schedule: str = "",
+    slot: str = "",
+    attempt: int = 0,
+    attempts: int = 0,
 ) -> PipelineOutcome:
     """Run every step of pipeline *name* in order (see the module docstring).
 
     Secrets are resolved before the first step runs, so a missing one stops the pipeline
     before anything ran. The first step that fails (its tool fails, times out, cannot
     start, or its publish fails) stops the pipeline: ``outcome.error`` names it.
-    *on_step* hears ``(index, step, "start"|"end", record)``.
+    *on_step* hears ``(index, step, "start"|"end", record)``. A run a schedule fired names
+    the schedule, its slot and the attempt (of how many) in its record.
 
     :raises NotFound: no such pipeline. :raises ConfigError: a secret is missing.
     """
@@ -415,6 +420,8 @@ async def run_pipeline(
         secrets = load_secrets(config) if uses_secrets else {}
         envs = [resolve_env(config, step, secrets) for step in pipeline.steps]
         run = _PipelineRun(config, pipeline, s, runner=runner, publish=publish, hub=hub)
+        if schedule:
+            run._update(schedule=schedule, slot=slot, attempt=attempt, attempts=attempts)
         await run.save()
         try:
             error = await run.steps(envs, on_step)

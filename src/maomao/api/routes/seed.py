@@ -7,10 +7,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from maomao.api.deps import Ctx
-from maomao.api.errors import ApiError
 from maomao.api.schemas import ok, reply
-from maomao.models import RunRecord, ToolChange
-from maomao.services import tools
+from maomao.cadence import EVERY
+from maomao.models import RunRecord, ScheduleEntry, ToolChange
+from maomao.services import schedules, tools
 from maomao.services.runs import RunRequest
 
 router = APIRouter(tags=["seed"])
@@ -25,7 +25,9 @@ class SeedRun(BaseModel):
     name: str = Field(description="the tool")
     dataset: str | None = None
     cron: bool = False
-    frequency: str | None = Field(None, description="daily, weekly or hourly (schedules only)")
+    frequency: str | None = Field(
+        None, description="cron: true: daily, weekly or hourly, or else a cron expression"
+    )
 
 
 @router.post("/register", responses=ok(ToolChange), response_class=Response)
@@ -35,16 +37,25 @@ async def register(body: Register, ctx: Ctx) -> Response:
 
 
 _run_responses = ok(RunRecord, 202, "started: the run's first record")
-_run_responses[501] = {
-    "description": "cron: true (schedules are not built yet)",
-    "content": _run_responses[404]["content"],
-}
+_run_responses[201] = ok(ScheduleEntry, 201, "cron: true: the schedule created")[201]
 
 
 @router.post("/run", responses=_run_responses, response_class=Response, status_code=202)
 async def run(body: SeedRun, ctx: Ctx) -> Response:
-    """Run a tool now, in the background (``cron: true`` will create a schedule)."""
+    """Run a tool now, in the background; with ``cron: true``, create a schedule of it
+    instead (``frequency`` daily, weekly or hourly, or else a cron expression)."""
     if body.cron:
-        raise ApiError(501, "NotImplemented", "schedules are not built yet: use cron false to run now")
+        frequency = body.frequency or ""
+        every = frequency if frequency in EVERY else None
+        schedule = await schedules.add_schedule(
+            ctx.config,
+            kind="tool",
+            target=body.name,
+            dataset=body.dataset,
+            every=every,
+            cron=None if every else frequency,
+            store=ctx.store,
+        )
+        return reply(await schedules.get_schedule(ctx.config, schedule.id, store=ctx.store), 201)
     handle = await ctx.runs.start(ctx.config, RunRequest(tool=body.name, dataset=body.dataset), ctx.store)
     return reply(handle.record, 202)
