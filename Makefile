@@ -45,6 +45,7 @@ bench: install
 	$(PY) bench/datasets.py
 	$(PY) bench/runs.py
 	$(PY) bench/api.py
+	$(PY) bench/scheduler.py
 
 # Re-pin every dependency (needs the network): the lock file is what installs use.
 lock:

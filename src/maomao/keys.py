@@ -10,6 +10,8 @@ The layout (DESIGN.md):
     {ns}/ops/{op}/tools/{tool}                      tool record
     {ns}/ops/{op}/{runs,schedules,pipelines,subscriptions}/{id}
     {ns}/ops/{op}/fires/{schedule}/{slot}           a schedule's slot, claimed once
+    {ns}/index/schedules/{op}/{id}                  -> a federation schedule (copy of the record)
+    {ns}/federation/fires/{op}/{schedule}/{slot}    a federation schedule's slot, claimed once
     {ns}/index/snapshots/{hub}/{date}/{op}/{dataset} -> advertisement key
     {ns}/index/hubs/{hub}                           -> marker: some snapshot exists for hub
     {ns}/index/dates/{hub}/{date}                   -> marker: some snapshot exists that date
@@ -45,7 +47,8 @@ NAMESPACE_RULE = f"/{SEGMENT_RULE}(/{SEGMENT_RULE})*"
 DATE_RULE = "YYYY-MM-DD"
 
 KINDS_OF_RECORD = ("runs", "schedules", "pipelines", "subscriptions", "votes")
-#: A schedule's slot in a key: the scheduled time in whole seconds since the epoch.
+#: A schedule's slot in a key: the scheduled time in whole seconds since the epoch, written
+#: with 12 digits so that the keys of a schedule's slots sort in time order.
 SLOT_RULE = "[0-9]{1,12}"
 _SLOT_RE = re.compile(SLOT_RULE)
 
@@ -69,6 +72,13 @@ def _date_problem(date: str) -> str:
 
 # Listings check every segment of every key they read (thousands per call, mostly the
 # same few hubs, dates and operators): the verdicts on strings are cached.
+def _slot_segment(slot: int) -> str:
+    text = str(slot)
+    if not _SLOT_RE.fullmatch(text):
+        raise InvalidName("slot", text, SLOT_RULE)
+    return text.zfill(12)
+
+
 def validate_name(name: str, kind: str = "name") -> str:
     """Return *name* if it follows the naming rule, else raise :class:`InvalidName`."""
     if not isinstance(name, str) or not _follows_name_rule(name):
@@ -226,15 +236,30 @@ class Keys:
 
     def fire(self, op: str, schedule_id: str, slot: int) -> str:
         """``{ns}/ops/{op}/fires/{schedule}/{slot}``: the claim of one slot of a schedule."""
-        text = str(slot)
-        if not _SLOT_RE.fullmatch(text):
-            raise InvalidName("slot", text, SLOT_RULE)
-        return f"{self.fires(op, schedule_id)}{text}"
+        return f"{self.fires(op, schedule_id)}{_slot_segment(slot)}"
 
     def fires(self, op: str, schedule_id: str | None = None) -> str:
         """Prefix of one schedule's slot claims (of every schedule's, without an id)."""
         prefix = f"{self.operator(op)}fires/"
         return prefix if schedule_id is None else f"{prefix}{validate_name(schedule_id, 'schedule id')}/"
+
+    def index_schedule(self, op: str, schedule_id: str) -> str:
+        """``{ns}/index/schedules/{op}/{id}``: a federation schedule, for the leader to run."""
+        return f"{self.index_schedules()}{validate_name(op, 'operator')}/{validate_name(schedule_id, 'schedule id')}"
+
+    def index_schedules(self) -> str:
+        return f"{self.root}index/schedules/"
+
+    def federation_fire(self, op: str, schedule_id: str, slot: int) -> str:
+        """``{ns}/federation/fires/{op}/{id}/{slot}``: a federation schedule's slot, claimed by
+        whichever node leads (a shared prefix: the leader is not the schedule's owner)."""
+        return f"{self.federation_fires(op, schedule_id)}{_slot_segment(slot)}"
+
+    def federation_fires(self, op: str, schedule_id: str) -> str:
+        return (
+            f"{self.root}federation/fires/{validate_name(op, 'operator')}/"
+            f"{validate_name(schedule_id, 'schedule id')}/"
+        )
 
     def records(self, op: str, kind: str) -> str:
         if kind not in KINDS_OF_RECORD:

@@ -23,6 +23,7 @@ from maomao.config import Config
 from maomao.daemon.apiserver import api_url, serve_api
 from maomao.daemon.outbox import flush_outbox_forever
 from maomao.daemon.presence import PresenceHolder, announce
+from maomao.daemon.scheduler import Federation, Scheduler, lead_federation
 from maomao.daemon.supervisor import Part, PartFailed, Supervisor
 from maomao.errors import AlreadyExists, NodeError
 from maomao.etcd import Store, open_store
@@ -82,12 +83,16 @@ class Node:
         metrics.enable()
         runs = RunTasks()
         app = create_app(ApiContext(config=self.config, store=store, runs=runs, daemon=self))
+        scheduler = Scheduler(self.config, store)
+        federation = Scheduler(self.config, store, scope=Federation(self.config))
 
         self.supervisor = Supervisor(
             [
                 Part("presence", presence.hold),
                 Part("outbox", partial(flush_outbox_forever, self.config, store)),
                 Part("api", partial(serve_api, self.config, app)),
+                Part("scheduler", scheduler.main),
+                Part("federation", partial(lead_federation, federation, ttl=self.config.presence_ttl)),
             ],
             on_change=self._record_tasks,
         )
@@ -111,7 +116,8 @@ class Node:
                 log.info(
                     "waiting up to %g s for %d running run(s)", self.config.stop_grace, len(runs.running())
                 )
-            await runs.stop(self.config.stop_grace)
+            grace = self.config.stop_grace
+            await asyncio.gather(runs.stop(grace), scheduler.drain(grace), federation.drain(grace))
             await self.supervisor.stop()
             await presence.leave()
 

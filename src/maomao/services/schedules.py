@@ -25,7 +25,7 @@ from maomao import cadence as cadences
 from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import AlreadyExists, Conflict, InvalidValue, MaoError, NotFound, UsageError
-from maomao.etcd import Compare, Delete, Get, KeyValue, Store
+from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.keys import SLOT_RULE, validate_name
 from maomao.manifest import ARG_RULE
 from maomao.models import Fire, Listing, Schedule, ScheduleEntry
@@ -141,11 +141,21 @@ async def add_schedule(
         updated_at=now,
     )
     key = config.keys.record(config.operator, "schedules", schedule.id)
+    writes = [Put(key, schedule.to_json()), *_federation_copy(config, schedule)]
     async with using_store(config, store) as s:
         await _check_target(config, kind, target, s)
-        if await s.create(key, schedule.to_json()) is not None:
+        result = await s.txn([Compare(key, "create", 0)], writes)
+        if not result.succeeded:
             raise AlreadyExists(f"schedule {schedule.id} exists already")
     return schedule
+
+
+def _federation_copy(config: Config, schedule: Schedule) -> list[Put]:
+    """A federation schedule is also in ``index/schedules/``, where the elected leader's
+    node watches it (written in the same transaction as the record, so they never differ)."""
+    if not schedule.federation:
+        return []
+    return [Put(config.keys.index_schedule(schedule.operator, schedule.id), schedule.to_json())]
 
 
 async def _check_target(config: Config, kind: str, target: str, store: Store) -> None:
@@ -280,7 +290,15 @@ async def _set_paused(config: Config, schedule_id: str, paused: bool, store: Sto
             return entry
         changed = msgspec.structs.replace(entry.schedule, paused=paused, updated_at=now_iso())
         key = config.keys.record(config.operator, "schedules", schedule_id)
-        revision = await s.cas(key, changed.to_json(), entry.revision)
+        result = await s.txn(
+            [Compare(key, "mod", entry.revision)],
+            [Put(key, changed.to_json()), *_federation_copy(config, changed)],
+            [Get(key)],
+        )
+        if not result.succeeded:
+            found = result.reads[0]
+            raise Conflict(key, entry.revision, found[0].mod_revision if found else 0)
+        revision = result.revision
     return msgspec.structs.replace(entry, schedule=changed, revision=revision, next_fire=next_fire(changed))
 
 
@@ -313,7 +331,11 @@ async def remove_schedule(config: Config, schedule_id: str, *, store: Store | No
         entry = await get_schedule(config, schedule_id, store=s)
         result = await s.txn(
             [Compare(key, "mod", entry.revision)],
-            [Delete(key), Delete(config.keys.fires(op, schedule_id), prefix=True)],
+            [
+                Delete(key),
+                Delete(config.keys.fires(op, schedule_id), prefix=True),
+                Delete(config.keys.index_schedule(op, schedule_id)),
+            ],
             [Get(key)],
         )
     if not result.succeeded:
