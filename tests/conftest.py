@@ -244,8 +244,9 @@ def operator_home(tmp_path: Path, etcd: EtcdMember, ns: str) -> Callable[[str], 
 
     def make(name: str, ttl: int = 3) -> Mao:
         mao = Mao(tmp_path / name)
+        # each home its own API port: two nodes of a test must not both take the default
         result = mao("init", "--operator", name, "--etcd", etcd.url, "--namespace", ns,
-                     "--presence-ttl", str(ttl))  # fmt: skip
+                     "--presence-ttl", str(ttl), "--api-port", str(free_port()))  # fmt: skip
         assert result.code == 0, result.err
         made.append(mao)
         return mao

@@ -141,3 +141,30 @@ def test_restarting_etcd_under_a_running_node_loses_no_schedule_change(tmp_path:
         assert ran(before) == paused_runs  # the pause made after the restart holds
     finally:
         member.stop()
+
+
+def test_a_federation_schedule_runs_once_per_slot_and_survives_its_leader_killed(
+    operator_home, tmp_path: Path, etcdctl, ns: str
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = operator_home("alice", ttl=2), operator_home("bob", ttl=2)
+    assert alice("tool", "add", "collector", "--repo", str(collector_repo(tmp_path))).code == 0
+    assert alice("up", "--detach").code == 0 and bob("up", "--detach").code == 0
+    sid = add_schedule(alice, "collector", "collect", "--cron", "*/2 * * * * *", "--federation", "--no-publish")
+
+    def federation_runs() -> list[dict[str, Any]]:
+        runs = [json.loads(v) for v in etcdctl.get_prefix(f"{ns}/ops/").values() if b'"schedule"' in v]
+        return [r for r in runs if r.get("schedule") == sid and "status" in r]
+
+    wait_until(lambda: len(federation_runs()) >= 2, 20, "the leader's runs")
+    (leader,) = {r["operator"] for r in federation_runs()}  # one node runs them
+    killed = {"alice": alice, "bob": bob}[leader]
+    other = "bob" if leader == "alice" else "alice"
+    pid = int(json.loads((killed.home / "node.pid").read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(pid), 10, "the leader to die")
+    wait_until(lambda: any(r["operator"] == other for r in federation_runs()), 20, "the other node to take over")
+    wait_until(lambda: len([r for r in federation_runs() if r["operator"] == other]) >= 2, 20, "its runs")
+    slots = [r["slot"] for r in federation_runs()]
+    assert len(slots) == len(set(slots))  # no slot ran twice, across the two leaders
+    claims = etcdctl.get_prefix(f"{ns}/federation/fires/alice/{sid}/")
+    assert len(claims) >= len(slots)

@@ -100,7 +100,7 @@ async def add_schedule(
         expression cronsim refuses, an unknown time zone), arguments, attempts or grace.
     :raises InvalidName: a name that breaks the naming rule.
     :raises UsageError: an unknown kind or runner; a pipeline given a command, arguments
-        or a dataset (its steps name their own).
+        or a dataset (its steps name their own), or made a federation schedule.
     :raises NotFound: the tool is not registered, or this operator has no such pipeline.
     """
     if kind not in KINDS:
@@ -108,6 +108,9 @@ async def add_schedule(
     validate_name(target, kind)
     if kind == "pipeline" and (command or args or dataset):
         raise UsageError("a pipeline schedule takes no command, arguments or dataset: its steps name them")
+    if kind == "pipeline" and federation:
+        # the leader would need the owner's pipeline: that waits for pipelines that circulate
+        raise UsageError("--federation schedules run tools: a pipeline runs on its owner's node only")
     if command:
         validate_name(command, "command")
     if hub:
@@ -362,11 +365,13 @@ async def execute(
     is not an exception (the outcome says so, as :func:`~maomao.services.runs.run_tool`'s).
     A pipeline's outcome is its pipeline run's record.
 
-    :raises InvalidValue: the schedule is another operator's.
+    :raises InvalidValue: the schedule is another operator's and not a federation one (a
+        federation schedule runs on the elected leader, with the leader's own install of
+        the tool, which the registry names federation-wide).
     :raises MaoError: what :func:`~maomao.services.runs.run_tool` or
         :func:`~maomao.services.pipelines.run_pipeline` raise when nothing could run.
     """
-    if schedule.operator != config.operator:
+    if schedule.operator != config.operator and not schedule.federation:
         raise InvalidValue(f"schedule {schedule.id} is {schedule.operator}'s, not {config.operator}'s")
     if schedule.kind == "pipeline":
         from maomao.services.pipelines import run_pipeline
