@@ -295,11 +295,13 @@ def test_a_pipeline_schedule_from_the_cli(operator_home: Any, tmp_path: Path) ->
     assert mao("tool", "add", "stage", "--repo", str(stage_repo(tmp_path))).code == 0
     (tmp_path / "p.yaml").write_text(PIPELINE)
     assert mao("pipeline", "add", str(tmp_path / "p.yaml")).code == 0
-    added = mao("pipeline", "schedule", "twostep", "--every", "weekly", "--federation", "--json")
+    federated = mao("pipeline", "schedule", "twostep", "--every", "weekly", "--federation")
+    assert federated.code == 2 and "a pipeline runs on its owner's node only" in federated.err
+    added = mao("pipeline", "schedule", "twostep", "--every", "weekly", "--json")
     assert added.code == 0, added.err
     schedule = added.json()["schedule"]
     assert (schedule["kind"], schedule["target"], schedule["every"], schedule["federation"]) == (
-        "pipeline", "twostep", "weekly", True,
+        "pipeline", "twostep", "weekly", False,
     )  # fmt: skip
     assert "pipeline twostep" in mao("schedule", "list").out
 
