@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from maomao.config import Config
 from maomao.errors import MaoError
-from maomao.etcd import open_store
-from maomao.etcd.server import find_etcd, health
-from maomao.models import NodeStatus
-from maomao.services.pidfile import running_state
+from maomao.etcd import Store
+from maomao.etcd.server import health
+from maomao.models import NodeStatus, TaskState
+from maomao.services.pidfile import NodeState, running_state
+from maomao.services.store import using_store
 
 
-async def status(config: Config) -> NodeStatus:
-    """Health of etcd (per endpoint), cluster members and whether this home's node runs."""
+async def status(
+    config: Config, *, store: Store | None = None, live: list[TaskState] | None = None
+) -> NodeStatus:
+    """Health of etcd (per endpoint), cluster members and whether this home's node runs.
+
+    *live* is given by the node itself (its API answering): its parts as they are now,
+    rather than as its pid file last said.
+    """
     state = running_state(config)
+    if live is not None:
+        state = NodeState(pid=os.getpid(), api_url=f"http://127.0.0.1:{config.api_port}", tasks=live)
     checks = await asyncio.gather(*(asyncio.to_thread(health, e, 1.0) for e in config.endpoints))
     report: dict[str, Any] = {
         "operator": config.operator,
@@ -32,9 +42,9 @@ async def status(config: Config) -> NodeStatus:
         "etcd_healthy": False,
     }
     try:
-        async with open_store(config) as store:
-            server = await store.status()
-            members = await store.members()
+        async with using_store(config, store) as s:
+            server = await s.status()
+            members = await s.members()
         report.update(
             etcd_healthy=True,
             etcd_version=server.version,
@@ -46,8 +56,3 @@ async def status(config: Config) -> NodeStatus:
     except MaoError as exc:
         report["error"] = str(exc)
     return NodeStatus(**report)
-
-
-def etcd_binary_info() -> dict[str, str]:
-    binary = find_etcd()
-    return {"path": str(binary.path), "version": binary.version_text}
