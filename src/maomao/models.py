@@ -395,6 +395,8 @@ class RunRecord(Record, frozen=True, kw_only=True):
     slot: str = ""
     attempt: int = 0
     attempts: int = 0
+    #: A run of another operator's pipeline: whose it was, ``"op/name@revision"``.
+    origin: str = ""
 
     @property
     def finished(self) -> bool:
@@ -437,9 +439,22 @@ class PipelineStep(Record, frozen=True, kw_only=True):
     publish: bool = True
 
 
+class Origin(Record, frozen=True, kw_only=True):
+    """Where an adopted pipeline or schedule came from: the operator, the pipeline's name
+    (a schedule's id) and the etcd mod revision of the copy taken (what ``--update``
+    compares against the origin's current one)."""
+
+    operator: str
+    name: str
+    revision: int
+
+    def __str__(self) -> str:
+        return f"{self.operator}/{self.name}@{self.revision}"
+
+
 class Pipeline(Record, frozen=True, kw_only=True):
     """``{ns}/ops/{op}/pipelines/{name}``: steps run in order, each one's output the next
-    one's input."""
+    one's input. ``origin`` names the pipeline it was adopted from (``None``: written here)."""
 
     name: str
     operator: str
@@ -448,6 +463,7 @@ class Pipeline(Record, frozen=True, kw_only=True):
     hub: str = ""
     created_at: str = ""
     updated_at: str = ""
+    origin: Origin | None = None
 
 
 class PipelineEntry(Record, frozen=True):
@@ -464,7 +480,8 @@ class PipelineEntry(Record, frozen=True):
 
 
 class PipelineChange(Record, frozen=True):
-    """What `mao pipeline add` did: ``created``, ``updated`` or ``unchanged``."""
+    """What `mao pipeline add` did: ``created``, ``updated`` or ``unchanged`` (`mao pipeline
+    adopt`: ``adopted``, ``updated`` or ``unchanged``)."""
 
     action: str
     entry: PipelineEntry
@@ -481,7 +498,7 @@ class Schedule(Record, frozen=True, kw_only=True):
     expression in ``cron``. A run missed while no node ran is caught up once, for the
     latest missed slot, if it is less than ``misfire_grace`` seconds late; a failed run is
     tried up to ``attempts`` times in all. ``federation`` schedules run on the elected
-    leader among the live nodes.
+    leader among the live nodes. ``origin`` names the schedule it was adopted from.
     """
 
     id: str
@@ -503,6 +520,7 @@ class Schedule(Record, frozen=True, kw_only=True):
     misfire_grace: float = 3600.0
     created_at: str = ""
     updated_at: str = ""
+    origin: Origin | None = None
 
 
 class Fire(Record, frozen=True, kw_only=True):
@@ -536,3 +554,13 @@ class ScheduleEntry(Record, frozen=True, kw_only=True):
     revision: int
     next_fire: str = ""
     last: Fire | None = None
+
+
+class ScheduleChange(Record, frozen=True):
+    """What `mao schedule adopt` did: ``adopted``, ``updated`` or ``unchanged``."""
+
+    action: str
+    entry: ScheduleEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "schedule": self.entry.to_dict()}

@@ -12,6 +12,7 @@ from maomao.cli.app import CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
 from maomao.cli.output import emit, note, table, warn
+from maomao.errors import UsageError
 from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ def _summary(entry: ScheduleEntry) -> str:
         + ("; federation-wide" if schedule.federation else ""),
         f"updated:   {schedule.updated_at} (revision {entry.revision})",
     ]
+    if schedule.origin is not None:
+        lines.append(f"origin:    adopted from {schedule.origin} (revision {schedule.origin.revision})")
     return "\n".join(lines)
 
 
@@ -255,3 +258,26 @@ def schedule_run(schedule_id: str) -> None:
         f"run {record.id} of schedule {schedule_id} {record.status} in {record.duration:.2f}s"
         + (f"; log: {record.log}" if record.log else ""),
     )
+
+
+@schedule_group.command("adopt")
+@click.argument("ref", metavar="OP/ID")
+@click.option("--update", is_flag=True, help="Pull the origin's newer revision into your copy.")
+def schedule_adopt(ref: str, update: bool) -> None:
+    """Copy another operator's schedule OP/ID under your prefix (a new id), recording its
+    origin; a pipeline's schedule needs your pipeline of the same name."""
+    from maomao.services.schedules import adopt_schedule
+
+    operator, slash, schedule_id = ref.rpartition("/")
+    if not slash or not operator or not schedule_id:
+        raise UsageError(f"adopt another operator's schedule: OP/ID, not {ref!r}")
+    change = _arun(adopt_schedule(_config(), operator, schedule_id, update=update))
+    schedule = change.entry.schedule
+    origin = schedule.origin
+    assert origin is not None
+    text = (
+        f"schedule {schedule.id} is already at revision {origin.revision} of {operator}/{schedule_id}"
+        if change.action == "unchanged"
+        else f"{change.action} schedule {schedule.id} from {origin}: {_what(schedule)} {_cadence(schedule)}"
+    )
+    emit(change.to_dict(), text)

@@ -480,6 +480,8 @@ def pipeline_show(name: str, operator: str | None) -> None:
             + f"  → {step.hub or pipeline.hub or '(tool hub)'}/{step.output}  ({source})"
             + (f"  env: {env}" if env else "")
         )
+    if pipeline.origin is not None:
+        lines.append(f"  origin: adopted from {pipeline.origin} (revision {pipeline.origin.revision})")
     emit(entry.to_dict(), "\n".join(lines))
 
 
@@ -500,11 +502,13 @@ def pipeline_remove(name: str) -> None:
 @click.option("--no-publish", is_flag=True, help="Keep every step's output local.")
 @click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
 def pipeline_run(name: str, hub: str | None, no_publish: bool, runner: str) -> None:
-    """Run every step of pipeline NAME in order; the first failing step stops it."""
+    """Run every step of pipeline NAME (another operator's: OP/NAME, with your tools and
+    secrets) in order; the first failing step stops it."""
     from maomao.models import PipelineStep
-    from maomao.services.pipelines import run_pipeline
+    from maomao.services.pipelines import run_pipeline, split_ref
 
     config = _config()
+    operator, name = split_ref(name)
 
     def progress(index: int, step: PipelineStep, phase: str, record: RunRecord | None) -> None:
         if GLOBALS.json:
@@ -515,13 +519,38 @@ def pipeline_run(name: str, hub: str | None, no_publish: bool, runner: str) -> N
             note(f"step {index} {step.name}: run {record.id} {record.status} in {record.duration:.2f}s")
 
     outcome = _arun(
-        run_pipeline(config, name, runner=runner, publish=not no_publish, hub=hub, on_step=progress)
+        run_pipeline(
+            config, name, operator=operator, runner=runner, publish=not no_publish, hub=hub, on_step=progress
+        )
     )
     if outcome.error is not None:
         raise outcome.error
     record = outcome.record
     emit(
         outcome.to_dict(),
-        f"pipeline {name} succeeded: {len(outcome.steps)} steps in {record.duration:.2f}s (run {record.id})\n"
+        f"pipeline {record.origin or name} succeeded: {len(outcome.steps)} steps in {record.duration:.2f}s (run {record.id})\n"
         f"output: {record.data_dir}: {record.files} files, {record.rows} rows",
     )
+
+
+@pipeline_group.command("adopt")
+@click.argument("ref", metavar="OP/NAME")
+@click.option("--as", "as_name", metavar="NAME", help="Name of your copy (default: the same name).")
+@click.option("--update", is_flag=True, help="Pull the origin's newer revision into your adopted copy.")
+def pipeline_adopt(ref: str, as_name: str | None, update: bool) -> None:
+    """Copy another operator's pipeline OP/NAME under your prefix, recording its origin."""
+    from maomao.services.pipelines import adopt_pipeline, split_ref
+
+    operator, name = split_ref(ref)
+    if operator is None:
+        raise UsageError(f"adopt another operator's pipeline: OP/NAME, not {ref!r}")
+    change = _arun(adopt_pipeline(_config(), operator, name, as_name=as_name, update=update))
+    pipeline = change.entry.pipeline
+    origin = pipeline.origin
+    assert origin is not None
+    text = (
+        f"pipeline {pipeline.name} is already at revision {origin.revision} of {operator}/{name}"
+        if change.action == "unchanged"
+        else f"{change.action} pipeline {pipeline.name} from {origin} (revision {origin.revision})"
+    )
+    emit(change.to_dict(), text)

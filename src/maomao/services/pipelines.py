@@ -25,7 +25,8 @@ name says it is a secret (``*TOKEN*``, ``*PASSWORD*``, ``*SECRET*``, ``*API_KEY*
 refused, so that no secret is stored by mistake.
 
 `pipeline run` records a run of kind ``pipeline`` (its steps' run ids in ``steps``) and
-one tool run per step; the first step that fails stops the pipeline, and the error names
+one tool run per step (another operator's pipeline, ``OP/NAME``, runs with this operator's
+tools and secrets, and its run record names its ``origin``); the first step that fails stops the pipeline, and the error names
 it. A cancelled pipeline run (Ctrl-C) stops its current step and both are recorded
 ``cancelled``.
 """
@@ -48,12 +49,13 @@ import msgspec
 
 from maomao.clock import now_iso
 from maomao.config import Config
-from maomao.errors import InvalidName, InvalidValue, MaoError, NotFound, UsageError
+from maomao.errors import AlreadyExists, Conflict, InvalidName, InvalidValue, MaoError, NotFound, UsageError
 from maomao.etcd import Get, Store
 from maomao.keys import validate_name
 from maomao.manifest import ARG_RULE, check_env_name, scalar_text, timeout_seconds
 from maomao.models import (
     Listing,
+    Origin,
     Pipeline,
     PipelineChange,
     PipelineEntry,
@@ -250,6 +252,17 @@ async def _check_tools(config: Config, pipeline: Pipeline, store: Store) -> None
         raise NotFound(f"tool {missing[0]!r}", f"pipeline '{pipeline.name}' uses unregistered tool {listed}")
 
 
+def split_ref(ref: str, kind: str = "pipeline") -> tuple[str | None, str]:
+    """``OP/NAME`` (another operator's *kind*) or ``NAME`` (yours): ``(operator or None, name)``.
+
+    :raises InvalidName: a part breaks the naming rule.
+    """
+    operator, slash, name = ref.rpartition("/")
+    if not slash:
+        return None, validate_name(ref, kind)
+    return validate_name(operator, "operator"), validate_name(name, kind)
+
+
 async def add_pipeline(
     config: Config,
     document: str | bytes | Mapping[str, Any],
@@ -353,6 +366,83 @@ async def remove_pipeline(config: Config, name: str, *, store: Store | None = No
     return entry
 
 
+# -- adopting --------------------------------------------------------------------------------------
+
+
+async def adopt_pipeline(
+    config: Config,
+    operator: str,
+    name: str,
+    *,
+    as_name: str | None = None,
+    update: bool = False,
+    store: Store | None = None,
+) -> PipelineChange:
+    """Copy pipeline *name* of *operator* under this operator (as *as_name*, default the
+    same name), its origin (operator, name, mod revision) recorded in the copy.
+
+    With *update*, the copy (which must be adopted from that pipeline) takes the origin's
+    newer revision by compare-and-swap: ``unchanged`` when it is at that revision already.
+
+    :raises UsageError: the pipeline is this operator's own; with *update*, the copy is
+        not adopted from it.
+    :raises AlreadyExists: without *update*, this operator has a pipeline of that name.
+    :raises NotFound: no such pipeline (with *update*: the origin is gone, or there is no
+        copy), or a step names an unregistered tool.
+    :raises Conflict: the copy changed meanwhile.
+    """
+    op = validate_name(operator, "operator")
+    validate_name(name, "pipeline")
+    mine = validate_name(as_name or name, "pipeline")
+    if op == config.operator:
+        raise UsageError(f"pipeline '{name}' is your own: adopt another operator's (OP/NAME)")
+    key = config.keys.record(config.operator, "pipelines", mine)
+    async with using_store(config, store) as s:
+        current: PipelineEntry | None = None
+        if update:
+            current = await get_pipeline(config, mine, store=s)
+            origin = current.pipeline.origin
+            if origin is None or (origin.operator, origin.name) != (op, name):
+                came = (
+                    f"adopted from {origin.operator}/{origin.name}, not from {op}/{name}"
+                    if origin is not None
+                    else f"not adopted: nothing to update from {op}/{name}"
+                )
+                raise UsageError(f"your pipeline '{mine}' is {came}")
+        try:
+            source = await get_pipeline(config, name, operator=op, store=s)
+        except NotFound:
+            if current is not None:
+                raise NotFound(
+                    f"pipeline {name!r}", f"the origin of your pipeline '{mine}', {op}/{name}, is gone"
+                ) from None
+            raise
+        if current is not None and current.pipeline.origin == Origin(
+            operator=op, name=name, revision=source.revision
+        ):
+            return PipelineChange("unchanged", current)
+        await _check_tools(config, source.pipeline, s)
+        now = now_iso()
+        copy = msgspec.structs.replace(
+            source.pipeline,
+            name=mine,
+            operator=config.operator,
+            origin=Origin(operator=op, name=name, revision=source.revision),
+            created_at=current.pipeline.created_at if current is not None else now,
+            updated_at=now,
+        )
+        try:
+            revision = await s.cas(key, copy.to_json(), current.revision if current is not None else 0)
+        except Conflict:
+            if current is None:
+                raise AlreadyExists(
+                    f"you have a pipeline '{mine}' already: --as NAME names the copy, "
+                    "--update pulls a newer revision into an adopted one"
+                ) from None
+            raise
+    return PipelineChange("adopted" if current is None else "updated", PipelineEntry(copy, key, revision))
+
+
 # -- running -----------------------------------------------------------------------------------
 
 
@@ -403,8 +493,13 @@ async def run_pipeline(
     slot: str = "",
     attempt: int = 0,
     attempts: int = 0,
+    operator: str | None = None,
 ) -> PipelineOutcome:
-    """Run every step of pipeline *name* in order (see the module docstring).
+    """Run every step of pipeline *name* of *operator* (default: this one) in order (see
+    the module docstring).
+
+    Another operator's pipeline runs with this operator's tools (installed from the
+    registry when they are not here) and secrets; its run record names its ``origin``.
 
     Secrets are resolved before the first step runs, so a missing one stops the pipeline
     before anything ran. The first step that fails (its tool fails, times out, cannot
@@ -412,16 +507,23 @@ async def run_pipeline(
     *on_step* hears ``(index, step, "start"|"end", record)``. A run a schedule fired names
     the schedule, its slot and the attempt (of how many) in its record.
 
-    :raises NotFound: no such pipeline. :raises ConfigError: a secret is missing.
+    :raises NotFound: no such pipeline, or a step's tool is not registered (before any
+        step ran). :raises ConfigError: a secret is missing.
     """
     async with using_store(config, store) as s:
-        pipeline = (await get_pipeline(config, name, store=s)).pipeline
+        entry = await get_pipeline(config, name, operator=operator, store=s)
+        pipeline = entry.pipeline
+        await _check_tools(config, pipeline, s)
         uses_secrets = any(isinstance(v, SecretRef) for step in pipeline.steps for v in step.env.values())
         secrets = load_secrets(config) if uses_secrets else {}
         envs = [resolve_env(config, step, secrets) for step in pipeline.steps]
         run = _PipelineRun(config, pipeline, s, runner=runner, publish=publish, hub=hub)
         if schedule:
             run._update(schedule=schedule, slot=slot, attempt=attempt, attempts=attempts)
+        if pipeline.operator != config.operator:
+            run._update(
+                origin=str(Origin(operator=pipeline.operator, name=pipeline.name, revision=entry.revision))
+            )
         await run.save()
         try:
             error = await run.steps(envs, on_step)

@@ -6,6 +6,10 @@ claimed under ``{ns}/ops/{op}/fires/{id}/{slot}`` (:class:`~maomao.models.Fire`)
 module writes and reads the records and runs a schedule's target once
 (:func:`execute`); the node's scheduler decides when, claims the slot and retries.
 
+Another operator's schedule can be adopted (:func:`adopt_schedule`): copied under a new
+id of this operator, its origin (operator, id, mod revision) recorded, and later updated to
+the origin's newer revision.
+
 Pause and resume are compare-and-swaps on the record's revision, so a change made
 meanwhile (by another command, or the node) is a :class:`~maomao.errors.Conflict`, not
 lost. Removing a schedule removes its fires with it, in one transaction.
@@ -28,7 +32,7 @@ from maomao.errors import AlreadyExists, Conflict, InvalidValue, MaoError, NotFo
 from maomao.etcd import Compare, Delete, Get, KeyValue, Put, Store
 from maomao.keys import SLOT_RULE, validate_name
 from maomao.manifest import ARG_RULE
-from maomao.models import Fire, Listing, Schedule, ScheduleEntry
+from maomao.models import Fire, Listing, Origin, Schedule, ScheduleChange, ScheduleEntry
 from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES, UnknownRunner
 from maomao.services.ids import new_id
 from maomao.services.runs import RunOutcome, RunRequest, run_tool
@@ -345,6 +349,101 @@ async def remove_schedule(config: Config, schedule_id: str, *, store: Store | No
         found = result.reads[0]
         raise Conflict(key, entry.revision, found[0].mod_revision if found else 0)
     return entry
+
+
+# -- adopting --------------------------------------------------------------------------------------
+
+
+async def adopt_schedule(
+    config: Config,
+    operator: str,
+    schedule_id: str,
+    *,
+    update: bool = False,
+    store: Store | None = None,
+) -> ScheduleChange:
+    """Copy schedule *schedule_id* of *operator* under this operator with a new id, its
+    origin (operator, id, mod revision) recorded in the copy. A pipeline's schedule needs
+    this operator's pipeline of the same name (adopt the pipeline first).
+
+    With *update*, this operator's copy of it takes the origin's newer revision by
+    compare-and-swap (keeping its id and whether it is paused): ``unchanged`` when it is at
+    that revision already.
+
+    :raises UsageError: the schedule is this operator's own.
+    :raises AlreadyExists: without *update*, it was adopted already.
+    :raises NotFound: no such schedule (with *update*: the origin is gone, or it was never
+        adopted); its tool is not registered, or its pipeline is not this operator's.
+    :raises Conflict: the copy changed meanwhile.
+    """
+    op = validate_name(operator, "operator")
+    if op == config.operator:
+        raise UsageError(f"schedule {schedule_id} is your own: adopt another operator's (OP/ID)")
+    wanted = (op, schedule_id)
+    async with using_store(config, store) as s:
+        mine = await list_schedules(config, store=s)
+        copies = [
+            e
+            for e in mine
+            if e.schedule.origin and (e.schedule.origin.operator, e.schedule.origin.name) == wanted
+        ]
+        current = copies[0] if copies else None
+        if current is None and update:
+            raise NotFound(
+                f"schedule {schedule_id!r}", f"you have no schedule adopted from {op}/{schedule_id}"
+            )
+        if current is not None and not update:
+            raise AlreadyExists(
+                f"schedule {op}/{schedule_id} is adopted already as {current.schedule.id} "
+                "(--update pulls a newer revision)"
+            )
+        try:
+            source = await get_schedule(config, schedule_id, operator=op, store=s)
+        except NotFound:
+            if current is not None:
+                raise NotFound(
+                    f"schedule {schedule_id!r}",
+                    f"the origin of your schedule {current.schedule.id}, {op}/{schedule_id}, is gone",
+                ) from None
+            raise
+        origin = Origin(operator=op, name=schedule_id, revision=source.revision)
+        if current is not None and current.schedule.origin == origin:
+            return ScheduleChange("unchanged", current)
+        theirs = source.schedule
+        if theirs.kind == "pipeline":
+            from maomao.services.pipelines import get_pipeline
+
+            try:
+                await get_pipeline(config, theirs.target, store=s)
+            except NotFound:
+                raise NotFound(
+                    f"pipeline {theirs.target!r}",
+                    f"schedule {op}/{schedule_id} runs pipeline '{theirs.target}': you have no pipeline "
+                    f"of that name (adopt it first: mao pipeline adopt {op}/{theirs.target})",
+                ) from None
+        else:
+            await _check_target(config, theirs.kind, theirs.target, s)
+        now = now_iso()
+        copy = msgspec.structs.replace(
+            theirs,
+            id=current.schedule.id if current is not None else new_id(),
+            operator=config.operator,
+            paused=current.schedule.paused if current is not None else theirs.paused,
+            origin=origin,
+            created_at=current.schedule.created_at if current is not None else now,
+            updated_at=now,
+        )
+        key = config.keys.record(config.operator, "schedules", copy.id)
+        writes: list[Put | Delete] = [Put(key, copy.to_json()), *_federation_copy(config, copy)]
+        if not copy.federation:
+            writes.append(Delete(config.keys.index_schedule(config.operator, copy.id)))
+        compare = Compare(key, "mod", current.revision) if current is not None else Compare(key, "create", 0)
+        result = await s.txn([compare], writes, [Get(key)])
+        if not result.succeeded:
+            found = result.reads[0]
+            raise Conflict(key, current.revision if current else 0, found[0].mod_revision if found else 0)
+        entry, _ = await _entry(config, config.operator, copy, result.revision, s)
+    return ScheduleChange("adopted" if current is None else "updated", entry)
 
 
 # -- running ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``/api/v1/pipelines``: add, list, show, remove and run pipelines (`mao pipeline …`)."""
+"""``/api/v1/pipelines``: add, list, show, remove, adopt and run pipelines (`mao pipeline …`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,18 @@ class PipelineRunBody(BaseModel):
     runner: str | None = Field(None, description="process, sandbox or container")
     publish: bool = True
     hub: str | None = None
+    operator: str | None = Field(
+        None, description="another operator's pipeline, run with this node's tools and secrets"
+    )
+
+
+class PipelineAdopt(BaseModel):
+    """`mao pipeline adopt OP/NAME [--as NAME] [--update]`."""
+
+    operator: str
+    name: str
+    as_name: str | None = Field(None, alias="as", description="name of the copy (default: the same)")
+    update: bool = False
 
 
 class PipelineRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +63,17 @@ async def add_pipeline(
     return reply(await pipelines.add_pipeline(ctx.config, document, source="request body", store=ctx.store))
 
 
+@router.post("/pipelines/adopt", responses=ok(PipelineChange), response_class=Response)
+async def adopt_pipeline(body: PipelineAdopt, ctx: Ctx) -> Response:
+    """Copy another operator's pipeline under this operator, recording its origin; with
+    ``update``, pull the origin's newer revision into the copy."""
+    return reply(
+        await pipelines.adopt_pipeline(
+            ctx.config, body.operator, body.name, as_name=body.as_name, update=body.update, store=ctx.store
+        )
+    )
+
+
 @router.delete("/pipelines/{name}", responses=ok(PipelineEntry), response_class=Response)
 async def remove_pipeline(name: str, ctx: Ctx) -> Response:
     """Remove one of this operator's pipelines; answers what was removed."""
@@ -60,7 +83,7 @@ async def remove_pipeline(name: str, ctx: Ctx) -> Response:
 @router.post("/pipelines/{name}/run", responses=ok(PipelineRun), response_class=Response)
 async def run_pipeline(name: str, ctx: Ctx, body: PipelineRunBody | None = None) -> Response:
     """Run every step of a pipeline and answer when it ended (424 if a step failed)."""
-    body = body or PipelineRunBody(runner=None)
+    body = body or PipelineRunBody(runner=None, operator=None)
     outcome = await pipelines.run_pipeline(
         ctx.config,
         name,
@@ -68,6 +91,7 @@ async def run_pipeline(name: str, ctx: Ctx, body: PipelineRunBody | None = None)
         publish=body.publish,
         hub=body.hub,
         store=ctx.store,
+        operator=body.operator,
     )
     if outcome.error is not None:
         raise outcome.error

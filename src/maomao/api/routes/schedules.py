@@ -1,4 +1,4 @@
-"""``/api/v1/schedules``: create, list, show, pause, resume, remove and run schedules
+"""``/api/v1/schedules``: create, list, show, adopt, pause, resume, remove and run schedules
 (`mao tool schedule`, `mao pipeline schedule`, `mao schedule …`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from maomao.api.deps import Ctx
 from maomao.api.schemas import ok, reply
-from maomao.models import Listing, RunRecord, Schedule, ScheduleEntry
+from maomao.models import Listing, RunRecord, Schedule, ScheduleChange, ScheduleEntry
 from maomao.runners import DEFAULT_RUNNER
 from maomao.services import schedules
 
@@ -43,6 +43,14 @@ class ScheduleCreate(BaseModel):
         if any("\0" in key or "\0" in item for key, item in value.items()):
             raise ValueError("names and values must not hold NUL characters")
         return value
+
+
+class ScheduleAdopt(BaseModel):
+    """`mao schedule adopt OP/ID [--update]`."""
+
+    operator: str
+    id: str
+    update: bool = False
 
 
 async def _create(ctx: Ctx, body: ScheduleCreate) -> Schedule:
@@ -77,6 +85,17 @@ async def add_schedule(body: ScheduleCreate, ctx: Ctx) -> Response:
     """Create a schedule of this operator; the running node picks it up by watch."""
     schedule = await _create(ctx, body)
     return reply(await schedules.get_schedule(ctx.config, schedule.id, store=ctx.store))
+
+
+@router.post("/schedules/adopt", responses=ok(ScheduleChange), response_class=Response)
+async def adopt_schedule(body: ScheduleAdopt, ctx: Ctx) -> Response:
+    """Copy another operator's schedule under this operator (a new id), recording its
+    origin; with ``update``, pull the origin's newer revision into the copy."""
+    return reply(
+        await schedules.adopt_schedule(
+            ctx.config, body.operator, body.id, update=body.update, store=ctx.store
+        )
+    )
 
 
 @router.get("/schedules/{schedule_id}", responses=ok(ScheduleEntry), response_class=Response)
