@@ -143,6 +143,11 @@ def test_adopting_a_schedule_records_its_origin_and_needs_its_pipeline(
     theirs = made.json()["schedule"]["id"]
     revision = made.json()["revision"]
 
+    shared = alice("--json", "tool", "schedule", "stage", "step", "--every", "daily", "--federation")
+    assert shared.code == 0, shared.err
+    twice = bob("schedule", "adopt", f"alice/{shared.json()['schedule']['id']}")
+    assert twice.code == 2 and "runs federation-wide already" in twice.err  # never run twice a slot
+
     adopted = bob("--json", "schedule", "adopt", f"alice/{theirs}")
     assert adopted.code == 0, adopted.err
     mine = adopted.json()["schedule"]["schedule"]

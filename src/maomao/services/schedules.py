@@ -370,7 +370,8 @@ async def adopt_schedule(
     compare-and-swap (keeping its id and whether it is paused): ``unchanged`` when it is at
     that revision already.
 
-    :raises UsageError: the schedule is this operator's own.
+    :raises UsageError: the schedule is this operator's own, or a federation schedule
+        (the elected leader runs it for everyone already).
     :raises AlreadyExists: without *update*, it was adopted already.
     :raises NotFound: no such schedule (with *update*: the origin is gone, or it was never
         adopted); its tool is not registered, or its pipeline is not this operator's.
@@ -410,6 +411,10 @@ async def adopt_schedule(
         if current is not None and current.schedule.origin == origin:
             return ScheduleChange("unchanged", current)
         theirs = source.schedule
+        if theirs.federation:  # a copy would make the federation run it twice at every slot
+            raise UsageError(
+                f"schedule {op}/{schedule_id} is a federation schedule: it runs federation-wide already"
+            )
         if theirs.kind == "pipeline":
             from maomao.services.pipelines import get_pipeline
 
