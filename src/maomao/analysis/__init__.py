@@ -1,0 +1,1 @@
+"""Pure functions over files and series: snapshot comparison and spike detection."""

@@ -1,0 +1,117 @@
+"""Spike detection over control-metric series: every method, many series at once, the edge
+cases (short history, zero baseline), the calibration of the default, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maomao.analysis.spikes import METHODS, detect, parse_series, sparkline
+from maomao.errors import InvalidValue
+
+
+def noisy(n: int = 60, seed: int = 3) -> np.ndarray:  # type: ignore[type-arg]
+    return 100 + np.random.default_rng(seed).normal(0, 1, n)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_flags_an_injected_spike(method: str) -> None:
+    series = noisy()
+    series[40] = 200.0
+    scores = detect(series, method)  # type: ignore[arg-type]
+    assert scores.spike[40] and scores.state[40] == "spike"
+    assert scores.baseline[40] == pytest.approx(100, abs=5)
+
+
+def test_the_seeds_rule_fires_again_after_every_spike_and_the_default_does_not() -> None:
+    series = noisy()
+    series[40] = 200.0
+    legacy = np.nonzero(detect(series, "legacy").spike)[0].tolist()
+    assert {40, 41, 42} <= set(legacy)  # the two points after: their baseline holds the spike
+    assert np.nonzero(detect(series, "mad").spike)[0].tolist() == [40]
+
+
+def test_many_series_at_once_match_one_by_one() -> None:
+    one, two = noisy(60, 1), noisy(40, 2)
+    two[30] = 10.0
+    stacked = np.full((2, 60), np.nan)
+    stacked[0], stacked[1, 20:] = one, two  # the shorter series padded on the left
+    together = detect(stacked, "mad")
+    alone = detect(two, "mad")
+    assert np.array_equal(together.spike[1, 20:], alone.spike)
+    assert np.array_equal(together.spike[0], detect(one, "mad").spike)
+
+
+def test_short_history_and_zero_baselines_are_states_not_alarms() -> None:
+    assert detect([5.0], "mad").state.tolist() == ["insufficient"]
+    short = detect([10.0, 10.0, 10.0, 30.0], "mad", window=14)
+    assert short.state.tolist()[1:3] == ["fallback", "fallback"] and short.spike[3]  # pct says so
+    zero = detect([0.0, 0.0, 7.0], "pct")
+    assert zero.state.tolist() == ["insufficient", "undefined", "undefined"] and not zero.spike.any()
+    assert detect([5.0, 5.0, 5.0], "legacy").state.tolist() == ["insufficient", "insufficient", "ok"]
+
+
+def test_the_default_threshold_keeps_false_alarms_rare_on_noisy_series() -> None:
+    rng = np.random.default_rng(7)
+    series = 100 + rng.normal(0, 3, (500, 90))
+    truth = np.zeros(series.shape, bool)
+    for row in range(500):
+        truth[row, rng.choice(np.arange(30, 90), 2, replace=False)] = True
+    data = np.where(truth, series * 1.25, series)
+    flagged = detect(data, "mad").spike[:, 30:]
+    hits = (flagged & truth[:, 30:]).sum()
+    assert hits / flagged.sum() >= 0.85 and hits / truth[:, 30:].sum() >= 0.9  # precision, recall
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"method": "zscore"}, "unknown spike method"),
+        ({"threshold": 0}, "threshold must be a positive number"),
+        ({"threshold": float("nan")}, "threshold must be a positive number"),
+        ({"window": 2}, "window must be at least 3"),
+    ],
+)
+def test_bad_options_are_one_line_errors(kwargs: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidValue, match=problem):
+        detect([1.0, 2.0], **kwargs)
+
+
+def test_series_files_are_read_with_one_line_errors() -> None:
+    assert parse_series("\ufeffdate,value\n2026-11-01,3\n2026-11-02,4.5\n", "s.csv") == [
+        ("2026-11-01", 3.0), ("2026-11-02", 4.5)
+    ]  # fmt: skip
+    for text, problem in [
+        ("", "s.csv: empty"),
+        ("date,value\n2026-11-01,lots\n", "s.csv:2: 'lots' is not a number"),
+        ("date,value\n2026-11-01\n", "s.csv:2: 1 fields, the header has 2"),
+    ]:
+        with pytest.raises(InvalidValue, match=problem):
+            parse_series(text, "s.csv")
+    with pytest.raises(InvalidValue, match="no column 'rows'"):
+        parse_series("date,value\n", "s.csv", column="rows")
+    assert sparkline([1.0, 2.0, 3.0]) == "▁▄█"
+
+
+def test_mao_spikes_check(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    values = noisy(30)
+    values[25] = 300.0
+    series = tmp_path / "series.csv"
+    series.write_text("date,rows\n" + "".join(f"2026-11-{i + 1:02d},{v:.2f}\n" for i, v in enumerate(values)))
+    result = alice("--json", "spikes", "check", str(series))
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert doc["method"] == "mad" and doc["spikes"] == 1
+    assert [p["label"] for p in doc["points"] if p["spike"]] == ["2026-11-26"]
+    assert "scored by pct" in result.err  # the first 14 points have a short history
+    human = alice("spikes", "check", str(series), "--method", "seasonal", "--window", "5")
+    assert human.code == 0 and "2026-11-26" in human.out
+    bad = alice("spikes", "check", str(tmp_path / "nope.csv"))
+    assert bad.code == 1 and bad.err.strip() == f"error: {tmp_path / 'nope.csv'}: no such file"
+    series.write_text("date,rows\n2026-11-01,x\n")
+    broken = alice("spikes", "check", str(series))
+    assert broken.code == 1 and "series.csv:2: 'x' is not a number" in broken.err
