@@ -3,6 +3,7 @@ cases (short history, zero baseline), the calibration of the default, and the CL
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,28 @@ def test_mao_spikes_check(operator_home, tmp_path: Path) -> None:  # type: ignor
     series.write_text("date,rows\n2026-11-01,x\n")
     broken = alice("spikes", "check", str(series))
     assert broken.code == 1 and "series.csv:2: 'x' is not a number" in broken.err
+
+
+def test_a_publish_whose_metric_jumps_leaves_a_spike_event_and_mao_spikes_lists_it(
+    alice_bob, bare_repo, etcdctl, ns: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = alice_bob
+    remote = str(bare_repo("series.git"))
+    data = tmp_path / "work" / "images"
+    data.mkdir(parents=True)
+    for day, rows in enumerate([10, 10, 11, 10, 40], start=1):
+        (data / "repos.csv").write_text("name\n" + "".join(f"r{i}\n" for i in range(rows)))
+        result = alice("--json", "dataset", "publish", str(data), "--hub", "dockerhub",
+                       "--date", f"2026-11-0{day}", "--remote", remote)  # fmt: skip
+        assert result.code == 0, result.err
+    events = [json.loads(v) for v in etcdctl.get_prefix(f"{ns}/events/spike/").values()]
+    assert [(e["operator"], e["dataset"], e["date"], e["value"]) for e in events] == [
+        ("alice", "images", "2026-11-05", 40.0)
+    ]
+    listed = bob("--json", "spikes", "--hub", "dockerhub")  # another operator sees it too
+    assert listed.code == 0, listed.err
+    (spike,) = listed.json()["spikes"]
+    assert (spike["date"], spike["value"], spike["baseline"]) == ("2026-11-05", 40.0, 10.0)
+    assert spike["series"] == "▁▁▁▁█"
+    assert bob("--json", "spikes", "--since", "2026-11-06").json()["spikes"] == []
+    assert bob("spikes", "--since", "yesterday").code == 1

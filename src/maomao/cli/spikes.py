@@ -13,9 +13,39 @@ from maomao.errors import InvalidValue
 METHOD_NAMES = ("legacy", "pct", "mad", "seasonal", "ewma")
 
 
-@click.group("spikes", context_settings=CONTEXT)
-def spikes_group() -> None:
-    """Spikes in the control metric of a series."""
+@click.group("spikes", context_settings=CONTEXT, invoke_without_command=True)
+@click.option("--hub", help="Only this hub's series.")
+@click.option("--operator", help="Only this operator's series.")
+@click.option("--since", metavar="YYYY-MM-DD", help="Only spikes on or after this date.")
+@click.option("--method", type=click.Choice(METHOD_NAMES), default="mad", show_default=True)
+@click.option("--threshold", type=float, help="A z-score (mad, seasonal, ewma) or a relative change (pct, legacy).")
+@click.pass_context
+def spikes_group(
+    ctx: click.Context, hub: str | None, operator: str | None, since: str | None, method: str,
+    threshold: float | None,
+) -> None:  # fmt: skip
+    """Spikes in the control metrics of the federation's snapshots (one series per operator,
+    hub and dataset, from the index), each with a sparkline of its series."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from maomao.cli.app import arun, load_config
+    from maomao.cli.output import warn
+    from maomao.services.spikes import list_spikes
+
+    found = arun(list_spikes(load_config(), hub=hub, operator=operator, since=since,
+                             method=method, threshold=threshold))  # type: ignore[arg-type]  # fmt: skip
+    warn(found.warnings)
+    rows = [
+        {"date": f.date, "hub": f.hub, "operator": f.operator, "dataset": f.dataset, "value": f"{f.value:g}",
+         "baseline": "" if f.baseline is None else f"{f.baseline:g}",
+         "score": "" if f.score is None else f"{f.score:.2f}", "series": f.series}
+        for f in found
+    ]  # fmt: skip
+    emit(
+        {"spikes": [f.to_dict() for f in found], "warnings": found.warnings},
+        table(rows, ["date", "hub", "operator", "dataset", "value", "baseline", "score", "series"])
+        if rows else "no spikes",
+    )  # fmt: skip
 
 
 @spikes_group.command("check")

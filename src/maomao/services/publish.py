@@ -30,7 +30,7 @@ from pathlib import Path
 from maomao import gitstore, metrics
 from maomao.clock import now_iso, today
 from maomao.config import Config
-from maomao.errors import InvalidValue, Unavailable
+from maomao.errors import InvalidValue, MaoError, Unavailable
 from maomao.etcd import Store
 from maomao.gitstore.snapshot import control_metric
 from maomao.keys import validate_date, validate_name
@@ -179,6 +179,7 @@ async def _publish(
             async with using_store(config, store) as s:
                 await advertising.flush_outbox(config, s, exclude=queued)
                 revision = await advertising.advertise(s, config.keys, ad)
+                await _look_for_a_spike(config, s, ad)
             advertising.unqueue(queued)
         except Unavailable as exc:
             log.warning("etcd unreachable (%s): advertisement queued in %s", exc, queued)
@@ -194,6 +195,16 @@ async def _publish(
         pushed=True,
         revision=revision,
     )
+
+
+async def _look_for_a_spike(config: Config, store: Store, ad: Advertisement) -> None:
+    """Score the published snapshot's series; a failure to do so never fails the publish."""
+    from maomao.services.spikes import evaluate_published
+
+    try:
+        await evaluate_published(config, store, ad)
+    except MaoError as exc:
+        log.warning("spike check of %s/%s/%s skipped: %s", ad.hub, ad.date, ad.dataset, exc)
 
 
 async def flush(config: Config, *, store: Store | None = None) -> list[Advertisement]:
