@@ -11,6 +11,8 @@ The layout (DESIGN.md):
     {ns}/ops/{op}/{runs,schedules,pipelines,subscriptions}/{id}
     {ns}/ops/{op}/fires/{schedule}/{slot}           a schedule's slot, claimed once
     {ns}/index/schedules/{op}/{id}                  -> a federation schedule (copy of the record)
+    {ns}/ops/{op}/handled/{subscription}/{claim}    a snapshot a subscription handled, once
+    {ns}/ops/{op}/follow/{index,spikes}             the revision the follower got to
     {ns}/federation/fires/{op}/{schedule}/{slot}    a federation schedule's slot, claimed once
     {ns}/index/snapshots/{hub}/{date}/{op}/{dataset} -> advertisement key
     {ns}/index/hubs/{hub}                           -> marker: some snapshot exists for hub
@@ -242,6 +244,18 @@ class Keys:
         """Prefix of one schedule's slot claims (of every schedule's, without an id)."""
         prefix = f"{self.operator(op)}fires/"
         return prefix if schedule_id is None else f"{prefix}{validate_name(schedule_id, 'schedule id')}/"
+
+    def handled(self, op: str, subscription_id: str, claim: str) -> str:
+        """``{ns}/ops/{op}/handled/{subscription}/{claim}``: what a subscription handled."""
+        return (
+            f"{self.operator(op)}handled/{validate_name(subscription_id, 'subscription id')}/"
+            f"{validate_name(claim, 'claim')}"
+        )
+
+    def follow_position(self, op: str, stream: str) -> str:
+        """``{ns}/ops/{op}/follow/{stream}``: the revision the node's follower has handled
+        in *stream* (``index`` or ``spikes``)."""
+        return f"{self.operator(op)}follow/{validate_name(stream, 'stream')}"
 
     def index_schedule(self, op: str, schedule_id: str) -> str:
         """``{ns}/index/schedules/{op}/{id}``: a federation schedule, for the leader to run."""

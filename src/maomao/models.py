@@ -564,3 +564,41 @@ class ScheduleChange(Record, frozen=True):
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "schedule": self.entry.to_dict()}
+
+
+class Subscription(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/subscriptions/{id}``: follow a hub's new snapshots (or its spikes).
+
+    A new snapshot that matches (*hub*, and *of_operator* and *dataset* when set) is handled
+    once: notified (``notify``: ``log``, ``webhook`` to *url*, or ``command`` run as
+    *argv* with the event as JSON on stdin), and, with *tool*, retrieved, verified and given
+    to the tool's *command* as ``MAO_INPUT_DIR``. With *spikes*, ``spike`` events of the hub
+    are followed instead (notified, never run).
+    """
+
+    id: str
+    operator: str
+    hub: str
+    of_operator: str = ""
+    dataset: str = ""
+    tool: str = ""
+    command: str = ""
+    publish: bool = True
+    notify: str = "log"
+    url: str = ""
+    argv: list[str] = msgspec.field(default_factory=list)
+    spikes: bool = False
+    created_at: str = ""
+
+
+class Handled(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{op}/handled/{subscription}/{claim}``: a snapshot (or spike) a subscription
+    handled, claimed before it is handled so that it is handled once."""
+
+    subscription: str
+    key: str
+    commit: str = ""
+    status: str = "handling"  # handling, done, failed
+    run: str = ""
+    message: str = ""
+    at: str = ""

@@ -53,6 +53,7 @@ class LazyGroup(click.Group):
         "api": "maomao.cli.apitoken:api_group",
         "init": "maomao.cli.setup:init",
         "spikes": "maomao.cli.spikes:spikes_group",
+        "follow": "maomao.cli.follow:follow_group",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -21,6 +21,7 @@ from maomao import metrics
 from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.daemon.apiserver import api_url, serve_api
+from maomao.daemon.follower import Follower
 from maomao.daemon.outbox import flush_outbox_forever
 from maomao.daemon.presence import PresenceHolder, announce
 from maomao.daemon.scheduler import Federation, Scheduler, lead_federation
@@ -85,6 +86,7 @@ class Node:
         app = create_app(ApiContext(config=self.config, store=store, runs=runs, daemon=self))
         scheduler = Scheduler(self.config, store)
         federation = Scheduler(self.config, store, scope=Federation(self.config))
+        follower = Follower(self.config, store)
 
         self.supervisor = Supervisor(
             [
@@ -93,6 +95,7 @@ class Node:
                 Part("api", partial(serve_api, self.config, app)),
                 Part("scheduler", scheduler.main),
                 Part("federation", partial(lead_federation, federation, ttl=self.config.presence_ttl)),
+                Part("follower", follower.main),
             ],
             on_change=self._record_tasks,
         )
