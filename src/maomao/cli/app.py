@@ -52,6 +52,7 @@ class LazyGroup(click.Group):
         "schedule": "maomao.cli.schedules:schedule_group",
         "api": "maomao.cli.apitoken:api_group",
         "init": "maomao.cli.setup:init",
+        "compare": "maomao.cli.compare:compare",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
