@@ -109,6 +109,14 @@ def test_schema_added_removed_retyped_reordered(tmp_path: Path) -> None:
     assert g.schema.retyped == [] and [row.key for row in g.changed] == [{"id": 1}]
 
 
+def test_header_only_file_has_no_types_to_differ(tmp_path: Path) -> None:
+    empty = write(tmp_path / "empty.csv", "id,name,stars\n")
+    full = write(tmp_path / "full.csv", "id,name,stars\n1,nginx,1.5\n")
+    f = compare_paths(empty, full, Options(key=("id",)))[0]
+    assert f.schema.retyped == [] and f.added == [{"id": 1, "name": "nginx", "stars": 1.5}]
+    assert compare_paths(full, empty, Options())[0].removed == [{"id": 1, "name": "nginx", "stars": 1.5}]
+
+
 def test_duplicate_keys_are_listed_never_merged(tmp_path: Path) -> None:
     a = write(tmp_path / "a.csv", "id,name\n1,nginx\n2,redis\n2,redis-dup\n3,pg\n")
     b = write(tmp_path / "b.csv", "id,name\n1,nginx\n2,redis\n3,postgres\n3,pg\n")
@@ -128,8 +136,9 @@ def test_duplicate_keys_are_listed_never_merged(tmp_path: Path) -> None:
         (b"id,name\n1,ngi\xffnx\n", "line 2: not valid utf-8"),
         (b"", "empty file"),
         (b"1,2\n3,4\n", "line 1: missing header"),
+        (b"id,name,name\n1,a,b\n", "line 1: duplicate column name in the header"),
     ],
-    ids=["ragged", "ragged-quoted", "bad-utf8", "empty", "no-header"],
+    ids=["ragged", "ragged-quoted", "bad-utf8", "empty", "no-header", "duplicate-column"],
 )
 def test_malformed_csv_is_one_line_naming_file_and_line(
     mao: Mao, tmp_path: Path, content: bytes, problem: str

@@ -123,6 +123,7 @@ def compare_files(name: str, a: Path, b: Path, options: Options) -> FileDiff:
 def compare_tables(name: str, a: Table, b: Table, options: Options) -> FileDiff:
     """The differences of table *b* against table *a*."""
     fa, fb = (a.text, b.text) if options.text else (a.typed, b.typed)
+    fa, fb = _adopt_empty(fa, fb), _adopt_empty(fb, fa)
     schema = _schema(fa, fb)
     retyped = {r.column for r in schema.retyped}
     common = [c for c in fa.columns if c in set(fb.columns)]
@@ -178,6 +179,17 @@ def _schema(fa: pl.DataFrame, fb: pl.DataFrame) -> SchemaDiff:
         before=fa.columns,
         after=fb.columns,
     )
+
+
+def _adopt_empty(frame: pl.DataFrame, other: pl.DataFrame) -> pl.DataFrame:
+    """*frame* with each column that holds no value at all (a header-only file, an empty
+    column) given the type of *other*'s column: no values are no evidence of a type."""
+    empty = [
+        c
+        for c in frame.columns
+        if c in other.columns and frame.schema[c] != other.schema[c] and frame[c].null_count() == frame.height
+    ]
+    return frame.with_columns(pl.col(c).cast(other.schema[c], strict=False) for c in empty)
 
 
 def _numbers(before: pl.DataType, after: pl.DataType) -> bool:

@@ -107,13 +107,16 @@ def _read_csv(path: Path, encoding: str) -> Table:
         frame = pl.read_csv(io.BytesIO(text.encode()), infer_schema=False)
     except pl.exceptions.PolarsError as exc:
         raise MalformedTable(path, f"cannot read: {_first_line(exc)}") from None
-    _check_header(path, frame.columns)
+    _check_header(path, next(csv.reader(io.StringIO(text, newline=""))))
     return Table(path, _typed_frame(frame), frame)
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
     if any(not c.strip() for c in columns):
         raise MalformedTable(path, "missing header: a column has no name", 1)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise MalformedTable(path, f"duplicate column {', '.join(repeated)} in the header", 1)
     numbers = pl.Series(columns).str.strip_chars().cast(pl.Float64, strict=False)
     if numbers.null_count() == 0:
         raise MalformedTable(path, "missing header: the first line holds only numbers", 1)
