@@ -1,1 +1,4 @@
-"""Pure functions over files and series: snapshot comparison and spike detection."""
+"""Analysis: pure functions over files, frames and series (compare, spikes).
+
+Imports only the core modules (errors, models): no store, git or CLI.
+"""

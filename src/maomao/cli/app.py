@@ -54,6 +54,7 @@ class LazyGroup(click.Group):
         "init": "maomao.cli.setup:init",
         "spikes": "maomao.cli.spikes:spikes_group",
         "follow": "maomao.cli.follow:follow_group",
+        "compare": "maomao.cli.compare:compare",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -1,0 +1,296 @@
+"""Comparing tables: keyed (rows added, removed, changed cell by cell) or unkeyed (rows
+as multisets), with the schema changes, on polars joins and expressions.
+
+Typed by default: a column has the type all its values fit on each side (see
+:mod:`maomao.analysis.tables`), so ``1.0`` equals ``1.00``. A column whose type differs
+between the sides is compared as text and reported retyped (integers beside floats are
+compared as floats: numbers on both sides); ``text=True`` compares every
+column as text. Tolerances apply to numeric columns of the keyed comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from maomao.analysis.results import (
+    Cell,
+    ChangedRow,
+    Duplicates,
+    FileDiff,
+    FileSummary,
+    Retyped,
+    SchemaDiff,
+)
+from maomao.analysis.tables import TABLE_SUFFIXES, Table, read_table
+from maomao.errors import InvalidValue, UsageError
+
+#: Names of helper columns: a NUL cannot appear in a CSV header polars reads back.
+_AFTER = "\x00after"
+_COUNT = "\x00count"
+_REPEAT = "\x00repeat"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Two numbers are equal when ``|a - b| <= max(absolute, relative * max(|a|, |b|))``."""
+
+    absolute: float = 0.0
+    relative: float = 0.0
+
+
+@dataclass(frozen=True)
+class Options:
+    key: tuple[str, ...] = ()
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    text: bool = False
+    encoding: str = "utf-8"
+
+
+_TOLERANCE_RE = re.compile(r"(?P<column>[^=]+)=(?P<value>[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)(?P<pct>%?)")
+
+
+def parse_tolerances(specs: Sequence[str]) -> dict[str, Tolerance]:
+    """``COL=ABS`` (absolute) or ``COL=PCT%`` (relative) specs, repeatable per column.
+
+    :raises UsageError: a spec of another form.
+    """
+    found: dict[str, Tolerance] = {}
+    for spec in specs:
+        match = _TOLERANCE_RE.fullmatch(spec.strip())
+        if not match or not math.isfinite(float(match["value"])):
+            raise UsageError(
+                f"invalid tolerance {spec!r}: want COL=ABS or COL=PCT% (e.g. price=0.01, stars=2%)"
+            )
+        column, value = match["column"], float(match["value"])
+        old = found.get(column, Tolerance())
+        found[column] = (
+            Tolerance(old.absolute, value / 100) if match["pct"] else Tolerance(value, old.relative)
+        )
+    return found
+
+
+def table_files(root: Path) -> list[str]:
+    """The table files under *root*, as sorted POSIX paths relative to it; hidden
+    directories (``.git``, ``.mao``) are left out."""
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in TABLE_SUFFIXES and path.is_file():
+            found.append(relative.as_posix())
+    return sorted(found)
+
+
+def compare_paths(a: Path, b: Path, options: Options) -> list[FileDiff]:
+    """Two files, or two directories compared recursively (files on one side only are
+    reported ``added`` or ``removed``), one :class:`FileDiff` per path, sorted by path.
+
+    :raises UsageError: a file against a directory.
+    :raises MalformedTable: a file that cannot be read as a table.
+    """
+    if a.is_dir() != b.is_dir():
+        raise UsageError(f"cannot compare a file with a directory ({a} and {b})")
+    if not a.is_dir():
+        name = a.name if a.name == b.name else f"{a.name} -> {b.name}"
+        return [compare_files(name, a, b, options)]
+    before, after = set(table_files(a)), set(table_files(b))
+    diffs = []
+    for path in sorted(before | after):
+        if path not in after:
+            diffs.append(FileDiff(path=path, status="removed"))
+        elif path not in before:
+            diffs.append(FileDiff(path=path, status="added"))
+        else:
+            diffs.append(compare_files(path, a / path, b / path, options))
+    return diffs
+
+
+def compare_files(name: str, a: Path, b: Path, options: Options) -> FileDiff:
+    """Read both files and compare them (see :func:`compare_tables`)."""
+    return compare_tables(
+        name, read_table(a, encoding=options.encoding), read_table(b, encoding=options.encoding), options
+    )
+
+
+def compare_tables(name: str, a: Table, b: Table, options: Options) -> FileDiff:
+    """The differences of table *b* against table *a*."""
+    fa, fb = (a.text, b.text) if options.text else (a.typed, b.typed)
+    fa, fb = _adopt_empty(fa, fb), _adopt_empty(fb, fa)
+    schema = _schema(fa, fb)
+    retyped = {r.column for r in schema.retyped}
+    common = [c for c in fa.columns if c in set(fb.columns)]
+    widened = [c for c in common if c not in retyped and fa.schema[c] != fb.schema[c]]
+    # the compared projections: common columns, retyped ones as text, int beside float as float
+    ca = (
+        fa.with_columns(a.text[c] for c in retyped)
+        .with_columns(pl.col(widened).cast(pl.Float64))
+        .select(common)
+    )
+    cb = (
+        fb.with_columns(b.text[c] for c in retyped)
+        .with_columns(pl.col(widened).cast(pl.Float64))
+        .select(common)
+    )
+    parts = _keyed(name, fa, fb, ca, cb, options) if options.key else _unkeyed(fa, fb, ca, cb)
+    added, removed, changed, duplicates = parts
+    summary = FileSummary(
+        rows_before=fa.height,
+        rows_after=fb.height,
+        added=len(added),
+        removed=len(removed),
+        changed=len(changed),
+        duplicate_keys=len(duplicates.before) + len(duplicates.after),
+    )
+    differs = schema.differs or summary.added or summary.removed or summary.changed or summary.duplicate_keys
+    return FileDiff(
+        path=name,
+        status="changed" if differs else "same",
+        key=list(options.key),
+        schema=schema,
+        added=added,
+        removed=removed,
+        changed=changed,
+        duplicates=duplicates,
+        summary=summary,
+    )
+
+
+def _schema(fa: pl.DataFrame, fb: pl.DataFrame) -> SchemaDiff:
+    in_a, in_b = set(fa.columns), set(fb.columns)
+    common_a = [c for c in fa.columns if c in in_b]
+    common_b = [c for c in fb.columns if c in in_a]
+    return SchemaDiff(
+        added=[c for c in fb.columns if c not in in_a],
+        removed=[c for c in fa.columns if c not in in_b],
+        retyped=[
+            Retyped(column=c, before=str(fa.schema[c]), after=str(fb.schema[c]))
+            for c in common_a
+            if fa.schema[c] != fb.schema[c] and not _numbers(fa.schema[c], fb.schema[c])
+        ],
+        reordered=common_a != common_b,
+        before=fa.columns,
+        after=fb.columns,
+    )
+
+
+def _adopt_empty(frame: pl.DataFrame, other: pl.DataFrame) -> pl.DataFrame:
+    """*frame* with each column that holds no value at all (a header-only file, an empty
+    column) given the type of *other*'s column: no values are no evidence of a type."""
+    empty = [
+        c
+        for c in frame.columns
+        if c in other.columns and frame.schema[c] != other.schema[c] and frame[c].null_count() == frame.height
+    ]
+    return frame.with_columns(pl.col(c).cast(other.schema[c], strict=False) for c in empty)
+
+
+def _numbers(before: pl.DataType, after: pl.DataType) -> bool:
+    """Integers beside floats are numbers on both sides: a CSV column that gains a
+    decimal value is a changed value, not a changed type."""
+    return before.is_numeric() and after.is_numeric()
+
+
+_Parts = tuple[list[dict[str, Any]], list[dict[str, Any]], list[ChangedRow], Duplicates]
+
+
+def _keyed(
+    name: str, fa: pl.DataFrame, fb: pl.DataFrame, ca: pl.DataFrame, cb: pl.DataFrame, options: Options
+) -> _Parts:
+    keys = list(options.key)
+    for side, frame in (("A", fa), ("B", fb)):
+        missing = [k for k in keys if k not in frame.columns]
+        if missing:
+            raise InvalidValue(
+                f"{name}: key column {', '.join(missing)} not in {side} (columns: {', '.join(frame.columns)})"
+            )
+    duplicated = pl.len().over(keys) > 1
+    duplicates = Duplicates(
+        before=_rows(fa.filter(duplicated), keys), after=_rows(fb.filter(duplicated), keys)
+    )
+    # a key duplicated on either side is left out of both: its rows are listed, not paired
+    dup_keys = pl.concat([ca.filter(duplicated).select(keys), cb.filter(duplicated).select(keys)]).unique()
+    keep_a, keep_b = ~_present_in(ca, dup_keys, keys), ~_present_in(cb, dup_keys, keys)
+    ua, ub = ca.filter(keep_a), cb.filter(keep_b)
+    full_a, full_b = fa.filter(keep_a), fb.filter(keep_b)
+    # joined on the compared (text when retyped) key values; whole rows come from the sides
+    removed = full_a.filter(~_present_in(ua, ub, keys))
+    added = full_b.filter(~_present_in(ub, ua, keys))
+    values = [c for c in ca.columns if c not in keys]
+    both = ua.join(ub, on=keys, how="inner", suffix=_AFTER, nulls_equal=True)
+    differs = {
+        c: _differs(pl.col(c), pl.col(c + _AFTER), ca.schema[c], options.tolerances.get(c)) for c in values
+    }
+    changed_frame = (both.filter(pl.any_horizontal(*differs.values())) if differs else both.clear()).sort(
+        keys, nulls_last=True
+    )
+    cells = changed_frame.select(
+        pl.struct(keys).alias(_COUNT),
+        *(
+            pl.when(d).then(pl.struct(before=pl.col(c), after=pl.col(c + _AFTER))).alias(c)
+            for c, d in differs.items()
+        ),
+    )
+    changed = [
+        ChangedRow(
+            key=row.pop(_COUNT),
+            cells={c: Cell(before=v["before"], after=v["after"]) for c, v in row.items() if v is not None},
+        )
+        for row in cells.to_dicts()
+    ]
+    return _rows(added, keys), _rows(removed, keys), changed, duplicates
+
+
+def _present_in(frame: pl.DataFrame, other: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """For each row of *frame*, whether its key is in *other* (a boolean mask)."""
+    marked = other.select(keys).with_columns(pl.lit(True).alias(_COUNT))
+    joined = frame.select(keys).join(marked, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return joined[_COUNT].fill_null(False)
+
+
+def _differs(before: pl.Expr, after: pl.Expr, dtype: pl.DataType, tolerance: Tolerance | None) -> pl.Expr:
+    """Whether two cells differ: a null equals only a null; numbers within *tolerance*
+    are equal."""
+    if tolerance is None or not dtype.is_numeric():
+        return before.ne_missing(after)
+    x, y = before.cast(pl.Float64), after.cast(pl.Float64)
+    allowed = pl.max_horizontal(
+        pl.lit(tolerance.absolute), tolerance.relative * pl.max_horizontal(x.abs(), y.abs())
+    )
+    one_null = x.is_null() ^ y.is_null()
+    return one_null | ((x - y).abs() > allowed).fill_null(False)
+
+
+def _unkeyed(fa: pl.DataFrame, fb: pl.DataFrame, ca: pl.DataFrame, cb: pl.DataFrame) -> _Parts:
+    """Rows as multisets over the common columns: a row twice in B and once in A is
+    added once."""
+    common = ca.columns
+    if not common:
+        return _rows(fb, []), _rows(fa, []), [], Duplicates()
+    counts_a = ca.group_by(common).agg(pl.len().alias(_COUNT))
+    counts_b = cb.group_by(common).agg(pl.len().alias(_COUNT))
+    joined = counts_a.join(counts_b, on=common, how="full", coalesce=True, nulls_equal=True, suffix=_AFTER)
+    surplus = pl.col(_COUNT + _AFTER).cast(pl.Int64).fill_null(0) - pl.col(_COUNT).cast(pl.Int64).fill_null(0)
+    joined = joined.with_columns(surplus.alias(_REPEAT))
+
+    def repeated(rows: pl.DataFrame, times: pl.Expr) -> pl.DataFrame:
+        return rows.with_columns(pl.int_ranges(0, times).alias(_REPEAT)).explode(_REPEAT).select(common)
+
+    added = repeated(joined.filter(pl.col(_REPEAT) > 0), pl.col(_REPEAT))
+    removed = repeated(joined.filter(pl.col(_REPEAT) < 0), -pl.col(_REPEAT))
+    return _rows(added, common), _rows(removed, common), [], Duplicates()
+
+
+def _rows(frame: pl.DataFrame, order: list[str]) -> list[dict[str, Any]]:
+    """The rows of *frame* as objects, in a stable order (by *order*, then every column)."""
+    by = [*order, *(c for c in frame.columns if c not in order and not frame.schema[c].is_nested())]
+    if frame.height and by:
+        frame = frame.sort(by, nulls_last=True)
+    return frame.to_dicts()
