@@ -141,3 +141,10 @@ def test_a_publish_whose_metric_jumps_leaves_a_spike_event_and_mao_spikes_lists_
     assert spike["series"] == "▁▁▁▁█"
     assert bob("--json", "spikes", "--since", "2026-11-06").json()["spikes"] == []
     assert bob("spikes", "--since", "yesterday").code == 1
+
+
+def test_the_issues_series_flags_only_the_spike_and_not_the_point_after() -> None:
+    scores = detect([100.0, 102.0, 101.0, 150.0, 103.0])  # the default, on a short history
+    assert scores.spike.tolist() == [False, False, False, True, False]
+    assert scores.state.tolist()[1:] == ["fallback", "fallback", "spike", "fallback"]
+    assert detect([100.0, 102.0, 101.0, 150.0, 103.0], "legacy").spike.tolist()[3:] == [True, True]
