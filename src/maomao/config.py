@@ -157,6 +157,11 @@ class Config:
         return Keys(self.namespace)
 
     @property
+    def api_url(self) -> str:
+        """Where the node serves its HTTP API (loopback only)."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
     def paths(self) -> Home:
         return Home(self.home)
 

@@ -3,6 +3,7 @@ open store passed to the services that accept one."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +46,18 @@ def check_client(request: Request, config: Config) -> None:
 
 def _same_config(config: Config, env: dict[str, str]) -> bool:
     try:
-        return load(config.home, environ=env) == config
+        version = config.paths.config_file.stat().st_mtime_ns
+    except OSError:
+        return False
+    return _loads_to(config, json.dumps(env, sort_keys=True), version)
+
+
+@functools.lru_cache(maxsize=64)
+def _loads_to(config: Config, env: str, version: int) -> bool:
+    """Whether the command's environment *env* (JSON) makes the node's *config*; cached per
+    config file version, so the fast path does not parse the TOML file on every request."""
+    try:
+        return load(config.home, environ=json.loads(env)) == config
     except MaoError:  # the command's settings are broken: it will say how itself
         return False
 

@@ -39,6 +39,11 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: ``-a KEY=VALUE`` (repeatable): a command's arguments, for `tool run` and `tool schedule` alike.
+ARG_OPTION = click.option(
+    "-a", "--arg", "pairs", multiple=True, metavar="KEY=VALUE", help="An argument of the command (repeatable)."
+)
+
 
 class LazyGroup(click.Group):
     """The root group: command groups living in their own modules are imported only when

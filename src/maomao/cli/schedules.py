@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from maomao.cli.app import CONTEXT
+from maomao.cli.app import ARG_OPTION, CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
 from maomao.cli.output import emit, note, table, warn
@@ -132,14 +132,7 @@ def tool_schedule_command() -> click.Command:
     @click.command("schedule", context_settings=CONTEXT)
     @click.argument("name")
     @click.argument("command", required=False)
-    @click.option(
-        "-a",
-        "--arg",
-        "pairs",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="An argument of the command (repeatable).",
-    )
+    @ARG_OPTION
     @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
     @_cadence_options
     def tool_schedule(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from maomao.cli.app import CONTEXT
+from maomao.cli.app import ARG_OPTION, CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
 from maomao.cli.interactive import pick
@@ -194,14 +194,7 @@ def tool_install(name: str, ref: str | None) -> None:
 @tool_group.command("run")
 @click.argument("name", required=False)
 @click.argument("command", required=False)
-@click.option(
-    "-a",
-    "--arg",
-    "pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An argument of the command (repeatable).",
-)
+@ARG_OPTION
 @click.option("--hub", metavar="HUB", help="Hub the data is about (default: the tool's).")
 @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
 @click.option("--no-publish", is_flag=True, help="Keep the output local: do not publish it.")

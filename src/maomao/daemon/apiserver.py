@@ -35,10 +35,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def api_url(config: Config) -> str:
-    return f"http://127.0.0.1:{config.api_port}"
-
-
 def bind_tcp(config: Config) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,7 +94,7 @@ async def serve_api(config: Config, app: Any, up: Up) -> None:
                 serving.result()
                 raise NodeError("the API server stopped before it served")
             await asyncio.sleep(0.01)
-        log.info("API on %s%s", api_url(config), f" and {config.paths.node_socket}" if unix else "")
+        log.info("API on %s%s", config.api_url, f" and {config.paths.node_socket}" if unix else "")
         up()
         await asyncio.shield(serving)
     finally:

@@ -20,7 +20,7 @@ from functools import partial
 from maomao import metrics
 from maomao.clock import now_iso
 from maomao.config import Config
-from maomao.daemon.apiserver import api_url, serve_api
+from maomao.daemon.apiserver import serve_api
 from maomao.daemon.follower import Follower
 from maomao.daemon.outbox import flush_outbox_forever
 from maomao.daemon.presence import PresenceHolder, announce
@@ -44,7 +44,7 @@ class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.etcd_process: subprocess.Popen[bytes] | None = None
-        self.state = NodeState(pid=os.getpid(), started_at=now_iso(), api_url=api_url(config))
+        self.state = NodeState(pid=os.getpid(), started_at=now_iso(), api_url=config.api_url)
         self.supervisor: Supervisor | None = None
         self._accepting = False
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -221,8 +222,6 @@ def _post(url: str, event: dict[str, Any]) -> None:
             problem = str(exc)
         if attempt == WEBHOOK_ATTEMPTS:
             raise OSError(f"webhook {url}: {problem} after {attempt} attempts")
-        import time
-
         time.sleep(pause * random.uniform(0.8, 1.2))
         pause *= 2
 

@@ -25,7 +25,7 @@ async def status(
     """
     state = running_state(config)
     if live is not None:
-        state = NodeState(pid=os.getpid(), api_url=f"http://127.0.0.1:{config.api_port}", tasks=live)
+        state = NodeState(pid=os.getpid(), api_url=config.api_url, tasks=live)
     checks = await asyncio.gather(*(asyncio.to_thread(health, e, 1.0) for e in config.endpoints))
     report: dict[str, Any] = {
         "operator": config.operator,
