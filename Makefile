@@ -40,7 +40,14 @@ pytest: install sysdeps
 
 test: lint pytest
 
-bench: install
+BENCH_VENV := .venv-bench
+
+$(BENCH_VENV)/.installed: bench/competitors.lock
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/competitors.lock
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
 	$(PY) bench/store.py
 	$(PY) bench/datasets.py
 	$(PY) bench/runs.py
@@ -51,6 +58,7 @@ bench: install
 lock:
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile bench/competitors.in --python-version 3.11 -o bench/competitors.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
