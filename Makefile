@@ -53,6 +53,7 @@ bench: install $(BENCH_VENV)/.installed
 	$(PY) bench/runs.py
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
+	$(PY) bench/spikes.py
 
 # Re-pin every dependency (needs the network): the lock file is what installs use.
 lock:

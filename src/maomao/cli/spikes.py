@@ -54,7 +54,7 @@ def spikes_group(
               help="mad: robust z against a trailing window; seasonal: the same against t-7/14/21; "
                    "ewma: clipped exponential average; pct: change on the point before; legacy: the seed's rule")  # fmt: skip
 @click.option("--threshold", type=float, help="A z-score (mad, seasonal, ewma) or a relative change (pct, legacy).")
-@click.option("--window", type=click.IntRange(3, 10_000), default=14, show_default=True,
+@click.option("--window", type=click.IntRange(3, 10_000), default=28, show_default=True,
               help="Points of history a robust method wants (shorter: it falls back to pct).")  # fmt: skip
 @click.option("--column", help="The column holding the values (default: the last one).")
 def check(series: Path, method: str, threshold: float | None, window: int, column: str | None) -> None:

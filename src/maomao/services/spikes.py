@@ -11,6 +11,7 @@ import numpy as np
 from maomao.analysis.spikes import (
     DEFAULT_METHOD,
     DEFAULT_WINDOW,
+    STATES,
     THRESHOLDS,
     Method,
     detect,
@@ -76,7 +77,7 @@ def check_series(
             baseline=_finite(float(scores.baseline[i])),
             score=_finite(float(scores.score[i])),
             spike=bool(scores.spike[i]),
-            state=str(scores.state[i]),
+            state=STATES[scores.codes[i]],
         )
         for i, p in enumerate(points)
     ]
