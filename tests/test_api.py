@@ -556,3 +556,52 @@ async def test_the_app_answers_over_a_unix_socket_with_the_standard_library(api:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 10)
         sock.close()
+
+
+# -- spikes and subscriptions --------------------------------------------------------------------
+
+
+async def test_spikes_are_listed_and_a_series_is_checked(
+    api: Api, tmp_path: Path, bare_repo: Callable[..., Path]
+) -> None:
+    data = tmp_path / "publish-root" / "images"
+    data.mkdir(parents=True)
+    remote = str(bare_repo())
+    for day, rows in enumerate([10, 10, 11, 10, 40], start=1):
+        (data / "repos.csv").write_text("name\n" + "".join(f"r{i}\n" for i in range(rows)))
+        body = {"directory": str(data), "hub": "dockerhub", "remote": remote, "date": f"2026-11-0{day}"}
+        published = await api.post(f"{V1}/datasets/publish", body)
+        assert published.status_code == 200, published.text
+    listed = await api.client.get(f"{V1}/spikes", params={"hub": "dockerhub"})
+    assert listed.status_code == 200, listed.text
+    (spike,) = listed.json()["items"]
+    assert (spike["operator"], spike["date"], spike["value"], spike["baseline"]) == ("alice", "2026-11-05", 40.0, 10.0)
+    assert (await api.client.get(f"{V1}/spikes", params={"since": "2026-11-06"})).json()["items"] == []
+    assert_shape(await api.client.get(f"{V1}/spikes", params={"since": "soon"}), 422, "InvalidValue")
+
+    series = "date,rows\n" + "".join(f"2026-11-{d:02d},{v}\n" for d, v in enumerate([100, 102, 101, 150, 103], 1))
+    checked = await api.post(f"{V1}/spikes/check", {"series": series})
+    assert checked.status_code == 200, checked.text
+    assert [p["label"] for p in checked.json()["points"] if p["spike"]] == ["2026-11-04"]
+    bad = await api.post(f"{V1}/spikes/check", {"series": "date,rows\n2026-11-01,x\n", "source": "s.csv"})
+    assert assert_shape(bad, 422, "InvalidValue")["message"] == "s.csv:2: 'x' is not a number"
+
+
+async def test_subscriptions_are_added_listed_and_removed(tool_api: Api, etcdctl: Any, ns: str) -> None:
+    api = tool_api
+    made = await api.post(f"{V1}/subscriptions", {"hub": "dockerhub", "operator": "bob", "tool": "collector"})
+    assert made.status_code == 200, made.text
+    record = made.json()
+    assert (record["hub"], record["of_operator"], record["tool"], record["operator"]) == ("dockerhub", "bob", "collector", "alice")
+    stored = json.loads(etcdctl.get(f"{ns}/ops/alice/subscriptions/{record['id']}"))
+    assert stored["id"] == record["id"]  # under alice's own prefix
+    listed = (await api.client.get(f"{V1}/subscriptions")).json()["items"]
+    assert [s["id"] for s in listed] == [record["id"]]
+    assert_shape(await api.post(f"{V1}/subscriptions", {"hub": "dockerhub", "tool": "nope"}), 404, "NotFound")
+    assert_shape(await api.post(f"{V1}/subscriptions", {"hub": "docker hub"}), 422, "InvalidName")
+    webhook = await api.post(f"{V1}/subscriptions", {"hub": "dockerhub", "notify": "webhook", "url": "ftp://x"})
+    assert_shape(webhook, 422, "InvalidValue")
+    assert (await api.client.post(f"{V1}/subscriptions", json={"hub": "dockerhub"})).status_code == 401
+    removed = await api.client.delete(f"{V1}/subscriptions/{record['id']}", headers=api.auth)
+    assert removed.status_code == 200 and removed.json()["id"] == record["id"]
+    assert_shape(await api.client.delete(f"{V1}/subscriptions/{record['id']}", headers=api.auth), 404, "NotFound")

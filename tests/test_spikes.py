@@ -225,3 +225,56 @@ def test_the_check_commands_default_window_is_the_detectors() -> None:
     from maomao.cli.spikes import check
 
     assert next(p.default for p in check.params if p.name == "window") == DEFAULT_WINDOW
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_empty_series_is_an_empty_report_not_a_crash(method: str) -> None:
+    from maomao.services.spikes import check_series
+
+    assert detect([], method).spike.shape == (0,)  # type: ignore[arg-type]
+    assert detect(np.zeros((3, 0)), method).spike.shape == (3, 0)  # type: ignore[arg-type]
+    report = check_series("date,rows\n", "s.csv", method=method)  # type: ignore[arg-type]
+    assert report.points == [] and report.spikes == 0
+
+
+def test_a_queued_publish_is_scored_when_the_outbox_is_flushed(
+    alice_bob, bare_repo, etcdctl, ns: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import subprocess
+    import sys
+
+    from conftest import free_port
+    from maomao.config import load
+    from maomao.services import publish as publishing
+
+    alice, _ = alice_bob
+    remote = str(bare_repo("queued-series.git"))
+    data = tmp_path / "work" / "images"
+    data.mkdir(parents=True)
+    for day, rows in enumerate([10, 10, 11, 10, 40], start=1):
+        (data / "repos.csv").write_text("name\n" + "".join(f"r{i}\n" for i in range(rows)))
+        args = ["--json", "dataset", "publish", str(data), "--hub", "dockerhub", "--date", f"2026-11-0{day}",
+                "--remote", remote]  # fmt: skip
+        if day < 5:
+            assert alice(*args).code == 0
+            continue
+        offline = subprocess.run([sys.executable, "-m", "maomao", *args], capture_output=True, text=True, timeout=60,
+                                 env={**alice.env(), "MAO_ETCD": f"http://127.0.0.1:{free_port()}"})  # fmt: skip
+        assert json.loads(offline.stdout)["state"] == "queued", offline.stderr
+    assert etcdctl.get_prefix(f"{ns}/events/spike/") == {}
+    flushed = asyncio.run(publishing.flush(load(alice.home)))
+    assert [ad.date for ad in flushed] == ["2026-11-05"]
+    events = [json.loads(v) for v in etcdctl.get_prefix(f"{ns}/events/spike/").values()]
+    assert [(e["date"], e["value"]) for e in events] == [("2026-11-05", 40.0)]
+
+
+def test_a_series_that_is_not_csv_is_a_one_line_error() -> None:
+    """Found by the API's schema test: a stray carriage return or NUL inside a field."""
+    for text in ("date,rows\n2026-11-01,1\r2\n", "date,rows\n\"2026-11-01,1\n", "da\x00te,rows\n1,2\n"):
+        try:
+            points = parse_series(text, "s.csv")
+        except InvalidValue as exc:
+            assert str(exc).startswith("s.csv:") and "\n" not in str(exc)
+        else:
+            assert all(isinstance(p.value, float) for p in points)

@@ -90,6 +90,10 @@ def detect(
     if window < 3:
         raise InvalidValue(f"window must be at least 3 points, not {window}")
     values = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    if values.size == 0:
+        empty = np.empty(values.shape)
+        result = Scores(empty, empty.copy(), np.zeros(values.shape, bool), np.zeros(values.shape, np.int8))
+        return Scores(*(part[0] for part in result)) if np.ndim(series) == 1 else result
     with np.errstate(all="ignore"):  # NaN and zero baselines are states, set explicitly
         if method == "legacy":
             result = _relative(values, _previous_mean(values), limit)
@@ -270,7 +274,11 @@ def parse_series(text: str, source: str, column: str | None = None) -> list[Poin
     import csv
     import io
 
-    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InvalidValue(f"{source}:{reader.line_num}: {exc}") from None
     if not rows or not rows[0]:
         raise InvalidValue(f"{source}: empty, expected a header line")
     header = rows[0]

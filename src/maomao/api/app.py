@@ -17,7 +17,20 @@ from fastapi import Depends, FastAPI
 from maomao import __version__, metrics
 from maomao.api import auth, errors, schemas
 from maomao.api.context import ApiContext
-from maomao.api.routes import datasets, etcd, events, members, pipelines, runs, schedules, seed, status, tools
+from maomao.api.routes import (
+    datasets,
+    etcd,
+    events,
+    members,
+    pipelines,
+    runs,
+    schedules,
+    seed,
+    spikes,
+    status,
+    subscriptions,
+    tools,
+)
 from maomao.api.routes import metrics as metrics_route
 from maomao.config import Config
 
@@ -57,7 +70,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     _outbox_gauge(app.state.metrics, ctx.config)
     errors.install(app)
     app.add_middleware(auth.TokenGate)
-    for module in (status, members, tools, runs, pipelines, schedules, datasets, etcd, events):
+    resources = (status, members, tools, runs, pipelines, schedules, datasets, etcd, events, spikes, subscriptions)
+    for module in resources:
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(seed.router)
     app.include_router(metrics_route.router)

@@ -20,13 +20,14 @@ async def flush_outbox_forever(
     config: Config, store: Store, up: Up, interval: float = OUTBOX_INTERVAL
 ) -> None:
     """The supervised part: look at the outbox every *interval* seconds until cancelled."""
-    from maomao.services.advertising import flush_outbox, outbox_entries
+    from maomao.services.advertising import outbox_entries
+    from maomao.services.publish import flush
 
     up()
     while True:
         if await asyncio.to_thread(outbox_entries, config):
             try:
-                for ad in await flush_outbox(config, store):
+                for ad in await flush(config, store=store):
                     log.info("advertised queued snapshot %s/%s/%s", ad.hub, ad.date, ad.dataset)
             except MaoError as exc:
                 log.warning("outbox not flushed yet: %s", exc)

@@ -177,7 +177,7 @@ async def _publish(
         queued = advertising.queue(config, ad)  # before etcd: a kill from here on loses nothing
         try:
             async with using_store(config, store) as s:
-                await advertising.flush_outbox(config, s, exclude=queued)
+                await _flush_and_score(config, s, exclude=queued)
                 revision = await advertising.advertise(s, config.keys, ad)
                 await _look_for_a_spike(config, s, ad)
             advertising.unqueue(queued)
@@ -208,8 +208,16 @@ async def _look_for_a_spike(config: Config, store: Store, ad: Advertisement) -> 
 
 
 async def flush(config: Config, *, store: Store | None = None) -> list[Advertisement]:
-    """Write what waits in the outbox (if anything) now that etcd may be back."""
+    """Write what waits in the outbox (if anything) now that etcd may be back; each snapshot
+    advertised is scored for spikes as a direct publish is."""
     if not advertising.outbox_entries(config):
         return []
     async with using_store(config, store) as s:
-        return await advertising.flush_outbox(config, s)
+        return await _flush_and_score(config, s)
+
+
+async def _flush_and_score(config: Config, store: Store, exclude: Path | None = None) -> list[Advertisement]:
+    advertised = await advertising.flush_outbox(config, store, exclude=exclude)
+    for ad in advertised:
+        await _look_for_a_spike(config, store, ad)
+    return advertised
