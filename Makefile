@@ -54,6 +54,7 @@ bench: install $(BENCH_VENV)/.installed
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/spikes.py
+	$(PY) bench/follow.py
 
 # Re-pin every dependency (needs the network): the lock file is what installs use.
 lock:
