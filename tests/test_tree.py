@@ -14,15 +14,18 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cluster import eventually, private_member
 from conftest import ETCDCTL_BIN, Etcdctl
 from maomao.errors import Conflict, InvalidValue, Unavailable
-from maomao.etcd import Store, connect
+from maomao.etcd import Store, connect, yamlio
 from maomao.etcd.tree import InvalidLeaf, NotLoaded, Schema, TreeChange, tree
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -480,3 +483,77 @@ async def test_connect_takes_urls_alone(etcd, ns: str) -> None:  # type: ignore[
     with pytest.raises(ValueError):
         async with connect(etcd.url, cert=b"x"):
             pass
+
+
+# -- the tree and `mao etcd dump/load` agree (hypothesis) ------------------------------------
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+segment = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,8}", fullmatch=True)
+documents = st.recursive(
+    st.dictionaries(segment, values, min_size=1, max_size=4),
+    lambda inner: st.dictionaries(segment, st.one_of(values, inner), min_size=1, max_size=3),
+    max_leaves=10,
+)
+AS_DUMPED = {"**": "yaml"}  # leaves typed as `mao etcd dump` shows them
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents)
+def test_any_document_written_through_the_tree_is_what_dump_reads(etcd, doc: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    prefix = f"/t-{uuid.uuid4().hex[:10]}/prop/"
+
+    async def body() -> None:
+        async with connect(etcd.url) as store, tree(store, prefix, schema=AS_DUMPED) as root:
+            await root.update(doc)
+            assert same(root.to_dict(), doc)
+            text, _ = await yamlio.dump(store, prefix)
+            assert same(yamlio.from_yaml(text), doc)
+
+    asyncio.run(body())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=documents)
+def test_what_load_writes_appears_in_a_live_tree(etcd, doc: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    prefix = f"/t-{uuid.uuid4().hex[:10]}/prop/"
+
+    async def body() -> None:
+        async with connect(etcd.url) as store, tree(store, prefix, schema=AS_DUMPED) as root:
+            await yamlio.load(store, yamlio.to_yaml(doc), prefix)
+            await root.sync(timeout=5)
+            assert same(root.to_dict(), doc)
+
+    asyncio.run(body())
+
+
+async def test_the_mao_etcd_commands_and_a_tree_agree(
+    operator_home, store: Store, ns: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    doc = {"hubs": {"docker": {"count": 42, "tags": ["a", "b"], "name": "Docker Hub", "n": "7"}}, "on": True}
+    async with tree(store, f"{ns}/ops/alice/doc/", schema=AS_DUMPED) as root:
+        await root.update(doc)
+        dumped = alice("etcd", "dump", "ops/alice/doc", timeout=30)
+        assert dumped.code == 0, dumped.err
+        assert yamlio.from_yaml(dumped.out) == doc
+        other = {"hubs": {"docker": {"count": 43}}, "new": {"x": None}}
+        (tmp_path / "d.yaml").write_text(yamlio.to_yaml(other), encoding="utf-8")
+        loaded = alice("etcd", "load", str(tmp_path / "d.yaml"), "ops/alice/doc", timeout=30)
+        assert loaded.code == 0, loaded.err
+        await root.sync(timeout=5)
+        assert root["hubs"]["docker"]["count"] == 43 and root["new"]["x"] is None
+        assert root["hubs"]["docker"]["n"] == "7" and root["on"] is True
