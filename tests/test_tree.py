@@ -557,3 +557,18 @@ async def test_the_mao_etcd_commands_and_a_tree_agree(
         await root.sync(timeout=5)
         assert root["hubs"]["docker"]["count"] == 43 and root["new"]["x"] is None
         assert root["hubs"]["docker"]["n"] == "7" and root["on"] is True
+
+
+async def test_a_large_batch_names_the_key_that_conflicted(store: Store, etcdctl: Etcdctl, ns: str) -> None:
+    """Past 16 guarded keys the failure is read back after the transaction: still exact."""
+    prefix = f"{ns}/big/"
+    async with tree(store, prefix) as root:
+        await root.update({"d": {f"k{i:02d}": "0" for i in range(30)}})
+        stale = root["d"].leaf("k17").mod_revision
+        theirs = await store.put(prefix + "d/k17", "theirs")
+        with pytest.raises(Conflict) as info:
+            async with root.batch():
+                root["d"].leaf("k17").mod_revision = stale
+                await root["d"].update({f"k{i:02d}": "1" for i in range(30)})
+        assert (info.value.key, info.value.expected, info.value.actual) == (prefix + "d/k17", stale, theirs)
+        assert set(etcdctl.get_prefix(prefix).values()) == {b"0", b"theirs"}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from maomao.errors import MaoError
+from maomao.etcd.tree.schema import UNTYPED
 
 if TYPE_CHECKING:
     from maomao.etcd.locks import Lock
@@ -81,7 +82,8 @@ class Leaf:
 
     @property
     def converter(self) -> Converter:
-        return self.parent.root.schema.converter_for(self.path)
+        schema = self.parent._root.schema
+        return schema.converter_for(self.path) if schema else UNTYPED
 
     @property
     def loaded(self) -> bool:
@@ -98,7 +100,8 @@ class Leaf:
     def _decoded(self) -> Any:
         if self._value is _UNSET:
             assert self.raw is not None
-            converter = self.converter
+            schema = self.parent._root.schema
+            converter = schema.converter_for(self.path) if schema else UNTYPED
             try:
                 self._value = converter.decode(self.raw)
             except (ValueError, TypeError) as exc:
@@ -133,13 +136,25 @@ class Directory(Mapping[str, Any]):
     """A level of keys, as a read-only mapping: ``d["a"]`` is a sub-directory or a leaf's
     typed value; iteration is in key order. Writes are coroutines that go to etcd."""
 
-    __slots__ = ("_children", "_floor", "_loaded", "_sorted", "key", "mod_revision", "name", "parent", "path")
+    __slots__ = (
+        "_children",
+        "_floor",
+        "_loaded",
+        "_root",
+        "_sorted",
+        "key",
+        "mod_revision",
+        "name",
+        "parent",
+        "path",
+    )
 
     def __init__(self, parent: Directory | None, name: str, key: str, loaded: bool = True) -> None:
         self.parent = parent
         self.name = name
         self.key = key
         self.path: tuple[str, ...] = (*parent.path, name) if parent is not None else ()
+        self._root: Any = parent._root if parent is not None else self
         self._children: dict[str, Leaf | Directory] = {}
         self._sorted = True
         self._loaded = loaded
@@ -151,10 +166,7 @@ class Directory(Mapping[str, Any]):
     # -- reading -----------------------------------------------------------------------
     @property
     def root(self) -> Root:
-        node = self
-        while node.parent is not None:
-            node = node.parent
-        return node  # type: ignore[return-value]
+        return self._root  # type: ignore[no-any-return]
 
     @property
     def revision(self) -> int:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from maomao.errors import Conflict, InvalidValue, MaoError, NotFound
 from maomao.etcd.tree.nodes import Directory, Leaf, Monitor
 from maomao.etcd.tree.schema import Schema
-from maomao.etcd.types import Compare, Delete, Get, KeyValue, Op, Put, WatchBatch
+from maomao.etcd.types import Compare, Delete, Get, KeyValue, Op, Put, RangeResult, WatchBatch
 
 if TYPE_CHECKING:
     from maomao.etcd.client import Store
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 #: What a key segment may not hold: C0/C1 controls, and the surrogates that stand for
 #: bytes that are not UTF-8 (keys are decoded with ``surrogateescape``).
 _BAD_SEGMENT = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+#: Up to this many guarded keys, a failed transaction reads them back atomically.
+_ATOMIC_READS = 16
 #: How many skipped keys are remembered (and warned about once each).
 _SKIPPED_MAX = 1000
 
@@ -120,7 +123,7 @@ class Root(Directory):
     # -- lifecycle ---------------------------------------------------------------------
     async def _open(self) -> Root:
         result = await self._store.range(self._prefix, keys_only=self.lazy)
-        self._build(result.items, result.revision, values=not self.lazy)
+        self._build(result, values=not self.lazy)
         self._revision = result.revision
         self._task = asyncio.create_task(self._follow(result.revision + 1), name=f"tree {self._prefix}")
         return self
@@ -229,45 +232,68 @@ class Root(Directory):
             self.skipped[key] = problem
             log.warning("tree %s: skipping key %r: %s", self._prefix, key, problem)
 
-    def _build(self, items: Iterable[KeyValue], revision: int, *, values: bool) -> None:
-        """Fill an empty tree from a sorted range (no monitors to tell yet)."""
-        last_dir: str = "\0"
-        last_node: Directory = self
-        for kv in items:
-            key = kv.key
-            parts = self._split(key)
-            if parts is None:
-                continue
-            dir_rel = key[self._plen : len(key) - len(parts[-1])]
-            if dir_rel == last_dir:
-                node = last_node
-            else:
-                made = self._make_dirs(parts, key, values)
-                if made is None:
-                    continue
-                node = last_node = made
-                last_dir = dir_rel
-            name = parts[-1]
-            if name in node._children:
-                self._skip(key, "both a leaf and a directory")
-                continue
-            mod = kv.mod_revision
-            node._children[name] = Leaf(node, name, kv.value if values else None, mod)
-            up: Directory | None = node
-            while up is not None and up.mod_revision < mod:
-                up.mod_revision = mod
-                up = up.parent
+    def _build(self, result: RangeResult, *, values: bool) -> None:
+        """Fill an empty tree from a sorted range (no monitors to tell yet).
 
-    def _make_dirs(self, parts: list[str], key: str, loaded: bool) -> Directory | None:
+        The hot path of a load: it reads the wire messages directly, checks every key for
+        control characters in one regex search over all of them, and walks to a directory
+        only when the key's directory differs from the one before (the range is sorted).
+        """
+        messages: list[Any] = list(result._raw)
+        if messages and isinstance(messages[0], KeyValue):
+            messages = [kv._m for kv in messages]
+        cut_bytes = len(self._prefix.encode("utf-8"))
+        rels = [m.key[cut_bytes:].decode("utf-8", "surrogateescape") for m in messages]
+        suspicious = _BAD_SEGMENT.search("/".join(rels)) is not None
+        last_dir: str | None = None
+        node: Directory | None = None
+        made: list[Directory] = []
+        for message, rel in zip(messages, rels, strict=True):
+            if suspicious and _BAD_SEGMENT.search(rel):
+                self._skip(self._prefix + rel, "a control character or bytes that are not UTF-8")
+                continue
+            cut = rel.rfind("/") + 1
+            name = rel[cut:]
+            if not name:
+                self._skip(self._prefix + rel, "an empty segment")
+                continue
+            dir_rel = rel[:cut]
+            if dir_rel != last_dir:
+                last_dir = dir_rel
+                node = self._make_dirs(dir_rel, values, made)
+            if node is None:
+                self._skip(self._prefix + rel, "an empty segment, or both a leaf and a directory")
+                continue
+            children = node._children
+            if name in children:
+                self._skip(self._prefix + rel, "both a leaf and a directory")
+                continue
+            mod = message.mod_revision
+            children[name] = Leaf(node, name, message.value if values else None, mod)
+            if mod > node.mod_revision:
+                node.mod_revision = mod
+        for directory in reversed(made):  # children were made after their parents
+            parent = directory.parent
+            if parent is not None and parent.mod_revision < directory.mod_revision:
+                parent.mod_revision = directory.mod_revision
+
+    def _make_dirs(self, dir_rel: str, loaded: bool, made: list[Directory]) -> Directory | None:
+        """The directory of *dir_rel* (``a/b/``, or empty for the root), made as needed;
+        ``None`` when the path has an empty segment or runs through a leaf."""
         node: Directory = self
-        for name in parts[:-1]:
+        if not dir_rel:
+            return node
+        names = dir_rel[:-1].split("/")
+        if "" in names:
+            return None
+        for name in names:
             child = node._children.get(name)
             if child is None:
                 child = Directory(node, name, f"{node.key}{name}/", loaded=loaded)
                 node._children[name] = child
                 node._sorted = False
+                made.append(child)
             elif isinstance(child, Leaf):
-                self._skip(key, "both a leaf and a directory")
                 return None
             node = child
         return node
@@ -444,10 +470,11 @@ class Root(Directory):
             raise NotFound(key, f"{key} is not in the tree")
         return [WriteOp(key, "delete", b"", child.mod_revision, None)]
 
-    def batch(self) -> _BatchContext:
+    def batch(self, *, wait: bool = True) -> _BatchContext:
         """``async with root.batch():`` — the writes inside go as one transaction at the end,
-        all or nothing (nothing at all when the block raises). Nested batches join the outer."""
-        return _BatchContext(self)
+        all or nothing (nothing at all when the block raises), and the block ends once the
+        tree shows them (unless not *wait*). Nested batches join the outer one."""
+        return _BatchContext(self, wait)
 
     async def _write(self, ops: list[WriteOp], wait: bool) -> int:
         current = _CURRENT_BATCH.get()
@@ -476,14 +503,25 @@ class Root(Directory):
                 success.append(Put(op.key, op.value, leases.get(op.ttl or 0, 0)))
             else:
                 success.append(Delete(op.key, prefix=op.kind == "delete-prefix"))
-        failure: list[Op] = [Get(op.key) for op in guarded]
+        # a few keys are read back atomically on failure; for more, the (larger) request
+        # goes without, and the keys are read after a failure, only to name the conflict
+        atomic = len(guarded) <= _ATOMIC_READS
+        failure: list[Op] = [Get(op.key) for op in guarded] if atomic else []
         result = await self._store.txn(compares, success, failure)
         if not result.succeeded:
-            for op, found in zip(guarded, result.reads, strict=True):
-                actual = found[0].mod_revision if found else 0
-                if actual != op.expected:
-                    raise Conflict(op.key, op.expected or 0, actual)
-            raise Conflict(guarded[0].key, guarded[0].expected or 0, -1)
+            if atomic:
+                found = {
+                    op.key: kvs[0].mod_revision if kvs else 0
+                    for op, kvs in zip(guarded, result.reads, strict=True)
+                }
+            else:
+                common = os.path.commonpath([op.key for op in guarded]).rstrip("/") + "/"
+                current = await self._store.range(common, keys_only=True)
+                found = {kv.key: kv.mod_revision for kv in current.items}
+            for op in guarded:
+                if found.get(op.key, 0) != op.expected:
+                    raise Conflict(op.key, op.expected or 0, found.get(op.key, 0))
+            raise Conflict(guarded[0].key, guarded[0].expected or 0, -1)  # changed back? not in etcd
         if wait:
             await self.sync(result.revision)
         return result.revision
@@ -509,8 +547,9 @@ class Root(Directory):
 
 
 class _BatchContext:
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: Root, wait: bool) -> None:
         self._root = root
+        self._wait = wait
         self._batch: Batch | None = None
         self._token: contextvars.Token[Batch | None] | None = None
 
@@ -527,7 +566,7 @@ class _BatchContext:
             return
         _CURRENT_BATCH.reset(self._token)
         if exc_type is None:
-            self._batch.revision = await self._root._commit(self._batch.ops.values(), wait=True)
+            self._batch.revision = await self._root._commit(self._batch.ops.values(), wait=self._wait)
 
 
 class _Opening:
