@@ -572,3 +572,63 @@ async def test_a_large_batch_names_the_key_that_conflicted(store: Store, etcdctl
                 await root["d"].update({f"k{i:02d}": "1" for i in range(30)})
         assert (info.value.key, info.value.expected, info.value.actual) == (prefix + "d/k17", stale, theirs)
         assert set(etcdctl.get_prefix(prefix).values()) == {b"0", b"theirs"}
+
+
+# -- connect over TLS ----------------------------------------------------------------------
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def make_certificates(where: Path) -> None:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test-ca",
+             cwd=where)  # fmt: skip
+    for name, usage in (("server", "serverAuth"), ("client", "clientAuth")):
+        (where / f"{name}.ext").write_text(
+            f"subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n", encoding="utf-8"
+        )
+        _openssl(
+            "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=where
+        )
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=where)  # fmt: skip
+
+
+async def test_connect_with_tls_and_a_client_certificate(tmp_path: Path, ns: str) -> None:
+    from conftest import ETCD_BIN, free_port, healthy, wait_until
+    from maomao.errors import MaoError
+
+    await asyncio.to_thread(make_certificates, tmp_path)
+    client, peer, metrics = free_port(), free_port(), free_port()
+    url = f"https://127.0.0.1:{client}"
+    argv = [str(ETCD_BIN), "--name", "tls", "--data-dir", str(tmp_path / "data"),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"tls=http://127.0.0.1:{peer}",
+            "--listen-metrics-urls", f"http://127.0.0.1:{metrics}",
+            "--cert-file", str(tmp_path / "server.pem"), "--key-file", str(tmp_path / "server.key"),
+            "--trusted-ca-file", str(tmp_path / "ca.pem"), "--client-cert-auth", "--log-level", "error"]  # fmt: skip
+    proc = await asyncio.to_thread(
+        subprocess.Popen, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        await asyncio.to_thread(wait_until, lambda: healthy(f"http://127.0.0.1:{metrics}"), 20, "TLS etcd")
+        files = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "client.pem", "key": tmp_path / "client.key"}
+        async with connect(url, **files) as store, tree(store, f"{ns}/tls/") as root:  # type: ignore[arg-type]
+            await root.set("k", "over TLS")
+            assert (await store.get(f"{ns}/tls/k")).value == b"over TLS"  # type: ignore[union-attr]
+        pem = (tmp_path / "ca.pem").read_bytes()  # PEM bytes work as well as paths
+        async with connect([url], ca=pem, cert=files["cert"], key=files["key"]) as store:
+            assert await store.revision() > 0
+        with pytest.raises(MaoError):  # no client certificate: refused
+            async with connect(url, ca=pem, timeout=2) as store:
+                await store.revision()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -35,6 +35,10 @@ def shown(value: Any) -> str:
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
 
 
+def keys(count: int) -> str:
+    return f"{count} key" if count == 1 else f"{count} keys"
+
+
 def lines(directory: Directory, depth: int | None, indent: int = 0) -> list[str]:
     from maomao.etcd.tree import Directory
 
@@ -44,7 +48,7 @@ def lines(directory: Directory, depth: int | None, indent: int = 0) -> list[str]
         below = directory.node(name)
         if isinstance(below, Directory):
             if depth is not None and indent + 1 >= depth:
-                out.append(f"{pad}{name}/  … {sum(1 for _ in below.walk())} keys")
+                out.append(f"{pad}{name}/  … {keys(sum(1 for _ in below.walk()))}")
             else:
                 out.append(f"{pad}{name}/")
                 out.extend(lines(below, depth, indent + 1))
@@ -80,7 +84,7 @@ def document(directory: Directory, depth: int | None, level: int = 1) -> dict[st
 
 
 def rendering(root: Root, where: str, depth: int | None) -> str:
-    head = f"{where}  (revision {root.revision}, {sum(1 for _ in root.walk())} keys)"
+    head = f"{where}  (revision {root.revision}, {keys(sum(1 for _ in root.walk()))})"
     return "\n".join([head, *lines(root, depth, 1)]) if len(root) else f"{head}\n  (empty)"
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from maomao.errors import Conflict, InvalidValue, MaoError, NotFound
 from maomao.etcd.tree.nodes import Directory, Leaf, Monitor
-from maomao.etcd.tree.schema import Schema
+from maomao.etcd.tree.schema import UNTYPED, Schema
 from maomao.etcd.types import Compare, Delete, Get, KeyValue, Op, Put, RangeResult, WatchBatch
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: What a key segment may not hold: C0/C1 controls, and the surrogates that stand for
 #: bytes that are not UTF-8 (keys are decoded with ``surrogateescape``).
 _BAD_SEGMENT = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+#: Values written without walking a path first (see ``_plan_set``).
+_SCALARS = frozenset({str, int, float, bool, bytes})
 #: Up to this many guarded keys, a failed transaction reads them back atomically.
 _ATOMIC_READS = 16
 #: How many skipped keys are remembered (and warned about once each).
@@ -432,6 +434,19 @@ class Root(Directory):
     def _plan_set(
         self, directory: Directory, name: str, value: Any, force: bool, ttl: int | None
     ) -> list[WriteOp]:
+        if (
+            type(value) in _SCALARS
+            and name
+            and "/" not in name
+            and name not in (".", "..")
+            and not _BAD_SEGMENT.search(name)
+        ):  # the common case, one leaf of this directory: the path needs no walk
+            child = directory._children.get(name)
+            if child is None or type(child) is Leaf:
+                schema = self.schema
+                converter = schema.converter_for((*directory.path, name)) if schema else UNTYPED
+                expected = None if force else (child.mod_revision if child is not None else 0)
+                return [WriteOp(directory.key + name, "put", converter.encode(value), expected, ttl)]
         base, rest = self._resolve(directory, name)
         assert base is not None
         if not rest:
