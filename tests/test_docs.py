@@ -86,3 +86,22 @@ def test_the_guide_names_every_variable_mount_and_file_a_tool_meets() -> None:
     assert f"`{APP_DIR}/data`" in GUIDE and f"`{APP_DIR}/input`" in GUIDE
     assert METRICS_FILE in GUIDE and SECRETS_FILE in GUIDE
     assert "docs/writing-a-tool.md" in README
+
+
+# -- the object tree's tutorial (issue 17) ---------------------------------------------------
+def test_the_tree_tutorials_examples_run(etcd, ns: str) -> None:  # type: ignore[no-untyped-def]
+    """docs/tree.md's python blocks are one script: run it against the test etcd."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    text = (Path(__file__).parent.parent / "docs" / "tree.md").read_text()
+    script = "\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.S))
+    src = str(Path(__file__).parent.parent / "src")
+    env = {**os.environ, "ETCD_ENDPOINT": etcd.url, "TREE_PREFIX": f"{ns}/tutorial/",
+           "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tutorial done"
+    assert "docs/tree.md" in README
