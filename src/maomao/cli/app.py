@@ -60,7 +60,8 @@ class LazyGroup(click.Group):
         "spikes": "maomao.cli.spikes:spikes_group",
         "follow": "maomao.cli.follow:follow_group",
         "compare": "maomao.cli.compare:compare",
-        "tree": "maomao.cli.tree:tree_command",  # issue 17: the object tree
+        "tree": "maomao.cli.tree:tree_command",
+        "cluster": "maomao.cli.cluster:cluster_group",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
