@@ -35,6 +35,8 @@ from maomao.errors import InvalidValue, UsageError
 _AFTER = "\x00after"
 _COUNT = "\x00count"
 _REPEAT = "\x00repeat"
+_ROW = "\x00row"
+_HASH = "\x00hash"
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,16 @@ def compare_paths(a: Path, b: Path, options: Options) -> list[FileDiff]:
 
 def compare_files(name: str, a: Path, b: Path, options: Options) -> FileDiff:
     """Read both files and compare them (see :func:`compare_tables`)."""
-    return compare_tables(
-        name, read_table(a, encoding=options.encoding), read_table(b, encoding=options.encoding), options
-    )
+
+    def read(path: Path) -> Table:
+        return read_table(path, encoding=options.encoding, text=options.text)
+
+    return compare_tables(name, read(a), read(b), options)
 
 
 def compare_tables(name: str, a: Table, b: Table, options: Options) -> FileDiff:
     """The differences of table *b* against table *a*."""
-    fa, fb = (a.text, b.text) if options.text else (a.typed, b.typed)
+    fa, fb = (a.text(), b.text()) if options.text else (a.typed, b.typed)
     fa, fb = _adopt_empty(fa, fb), _adopt_empty(fb, fa)
     schema = _schema(fa, fb)
     retyped = {r.column for r in schema.retyped}
@@ -130,12 +134,12 @@ def compare_tables(name: str, a: Table, b: Table, options: Options) -> FileDiff:
     widened = [c for c in common if c not in retyped and fa.schema[c] != fb.schema[c]]
     # the compared projections: common columns, retyped ones as text, int beside float as float
     ca = (
-        fa.with_columns(a.text[c] for c in retyped)
+        fa.with_columns(a.text(sorted(retyped)).get_columns())
         .with_columns(pl.col(widened).cast(pl.Float64))
         .select(common)
     )
     cb = (
-        fb.with_columns(b.text[c] for c in retyped)
+        fb.with_columns(b.text(sorted(retyped)).get_columns())
         .with_columns(pl.col(widened).cast(pl.Float64))
         .select(common)
     )
@@ -204,6 +208,10 @@ _Parts = tuple[list[dict[str, Any]], list[dict[str, Any]], list[ChangedRow], Dup
 def _keyed(
     name: str, fa: pl.DataFrame, fb: pl.DataFrame, ca: pl.DataFrame, cb: pl.DataFrame, options: Options
 ) -> _Parts:
+    """Rows paired by key in one full join of the keys, each side's row number and a hash
+    of its compared cells; only pairs whose hashes differ are compared cell by cell (equal
+    cells always hash alike; cells equal within a tolerance, or 0.0 beside -0.0, may not,
+    and the cell comparison settles those)."""
     keys = list(options.key)
     for side, frame in (("A", fa), ("B", fb)):
         missing = [k for k in keys if k not in frame.columns]
@@ -211,20 +219,36 @@ def _keyed(
             raise InvalidValue(
                 f"{name}: key column {', '.join(missing)} not in {side} (columns: {', '.join(frame.columns)})"
             )
-    duplicated = pl.len().over(keys) > 1
-    duplicates = Duplicates(
-        before=_rows(fa.filter(duplicated), keys), after=_rows(fb.filter(duplicated), keys)
-    )
-    # a key duplicated on either side is left out of both: its rows are listed, not paired
-    dup_keys = pl.concat([ca.filter(duplicated).select(keys), cb.filter(duplicated).select(keys)]).unique()
-    keep_a, keep_b = ~_present_in(ca, dup_keys, keys), ~_present_in(cb, dup_keys, keys)
-    ua, ub = ca.filter(keep_a), cb.filter(keep_b)
-    full_a, full_b = fa.filter(keep_a), fb.filter(keep_b)
-    # joined on the compared (text when retyped) key values; whole rows come from the sides
-    removed = full_a.filter(~_present_in(ua, ub, keys))
-    added = full_b.filter(~_present_in(ub, ua, keys))
     values = [c for c in ca.columns if c not in keys]
-    both = ua.join(ub, on=keys, how="inner", suffix=_AFTER, nulls_equal=True)
+    ka, kb = _hashed(ca, keys, values, _ROW), _hashed(cb, keys, values, _ROW + _AFTER)
+    full = {"on": keys, "how": "full", "coalesce": True, "nulls_equal": True}
+    try:
+        joined = ka.join(kb, **full, validate="1:1")  # type: ignore[arg-type]
+        duplicates = Duplicates()
+    except pl.exceptions.ComputeError:  # a key more than once on a side
+        duplicated = pl.len().over(keys) > 1
+        duplicates = Duplicates(
+            before=_rows(fa.filter(duplicated), keys), after=_rows(fb.filter(duplicated), keys)
+        )
+        # a key duplicated on either side is left out of both: its rows are listed, not paired
+        dup_keys = pl.concat(
+            [ca.filter(duplicated).select(keys), cb.filter(duplicated).select(keys)]
+        ).unique()
+        ka, kb = ka.filter(~_present_in(ka, dup_keys, keys)), kb.filter(~_present_in(kb, dup_keys, keys))
+        joined = ka.join(kb, **full)  # type: ignore[arg-type]
+    row_a, row_b = pl.col(_ROW), pl.col(_ROW + _AFTER)
+    removed = fa[joined.filter(row_b.is_null())[_ROW]]
+    added = fb[joined.filter(row_a.is_null())[_ROW + _AFTER]]
+    pairs = joined.filter(
+        row_a.is_not_null() & row_b.is_not_null() & (pl.col(_HASH) != pl.col(_HASH + _AFTER))
+    )
+    both = pl.concat(
+        [
+            ca[pairs[_ROW]],
+            cb[pairs[_ROW + _AFTER]].select(pl.col(values).name.suffix(_AFTER)),
+        ],
+        how="horizontal",
+    )
     differs = {
         c: _differs(pl.col(c), pl.col(c + _AFTER), ca.schema[c], options.tolerances.get(c)) for c in values
     }
@@ -248,9 +272,23 @@ def _keyed(
     return _rows(added, keys), _rows(removed, keys), changed, duplicates
 
 
+def _hashed(frame: pl.DataFrame, keys: list[str], values: list[str], row: str) -> pl.DataFrame:
+    """The key columns of *frame*, its row numbers (as *row*) and a hash of each row's
+    *values* (as ``_HASH`` with *row*'s suffix)."""
+    suffix = row.removeprefix(_ROW)
+    hashes = (
+        frame.select(values).hash_rows()
+        if values
+        else pl.repeat(0, frame.height, dtype=pl.UInt64, eager=True)
+    )
+    return frame.select(keys).with_columns(
+        pl.int_range(frame.height, dtype=pl.UInt32).alias(row), hashes.alias(_HASH + suffix)
+    )
+
+
 def _present_in(frame: pl.DataFrame, other: pl.DataFrame, keys: list[str]) -> pl.Series:
     """For each row of *frame*, whether its key is in *other* (a boolean mask)."""
-    marked = other.select(keys).with_columns(pl.lit(True).alias(_COUNT))
+    marked = other.select(keys).unique().with_columns(pl.lit(True).alias(_COUNT))
     joined = frame.select(keys).join(marked, on=keys, how="left", nulls_equal=True, maintain_order="left")
     return joined[_COUNT].fill_null(False)
 
