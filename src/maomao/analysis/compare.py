@@ -222,10 +222,14 @@ def _keyed(
     values = [c for c in ca.columns if c not in keys]
     ka, kb = _hashed(ca, keys, values, _ROW), _hashed(cb, keys, values, _ROW + _AFTER)
     full = {"on": keys, "how": "full", "coalesce": True, "nulls_equal": True}
-    try:
-        joined = ka.join(kb, **full, validate="1:1")  # type: ignore[arg-type]
-        duplicates = Duplicates()
-    except pl.exceptions.ComputeError:  # a key more than once on a side
+    # the lazy join ran several times faster than the eager one (polars 2.1); the key
+    # counts are taken beside it, and a duplicated key redoes the join without those keys
+    distinct = pl.struct(keys).n_unique() if len(keys) > 1 else pl.col(keys[0]).n_unique()
+    joined, unique_a, unique_b = pl.collect_all(
+        [ka.lazy().join(kb.lazy(), **full), ka.lazy().select(distinct), kb.lazy().select(distinct)]  # type: ignore[arg-type]
+    )
+    duplicates = Duplicates()
+    if unique_a.item() != ka.height or unique_b.item() != kb.height:
         duplicated = pl.len().over(keys) > 1
         duplicates = Duplicates(
             before=_rows(fa.filter(duplicated), keys), after=_rows(fb.filter(duplicated), keys)
@@ -235,7 +239,7 @@ def _keyed(
             [ca.filter(duplicated).select(keys), cb.filter(duplicated).select(keys)]
         ).unique()
         ka, kb = ka.filter(~_present_in(ka, dup_keys, keys)), kb.filter(~_present_in(kb, dup_keys, keys))
-        joined = ka.join(kb, **full)  # type: ignore[arg-type]
+        joined = ka.lazy().join(kb.lazy(), **full).collect()  # type: ignore[arg-type]
     row_a, row_b = pl.col(_ROW), pl.col(_ROW + _AFTER)
     removed = fa[joined.filter(row_b.is_null())[_ROW]]
     added = fb[joined.filter(row_a.is_null())[_ROW + _AFTER]]
@@ -243,10 +247,7 @@ def _keyed(
         row_a.is_not_null() & row_b.is_not_null() & (pl.col(_HASH) != pl.col(_HASH + _AFTER))
     )
     both = pl.concat(
-        [
-            ca[pairs[_ROW]],
-            cb[pairs[_ROW + _AFTER]].select(pl.col(values).name.suffix(_AFTER)),
-        ],
+        [ca[pairs[_ROW]], cb[pairs[_ROW + _AFTER]].select(pl.col(values).name.suffix(_AFTER))],
         how="horizontal",
     )
     differs = {
@@ -255,21 +256,26 @@ def _keyed(
     changed_frame = (both.filter(pl.any_horizontal(*differs.values())) if differs else both.clear()).sort(
         keys, nulls_last=True
     )
-    cells = changed_frame.select(
-        pl.struct(keys).alias(_COUNT),
-        *(
-            pl.when(d).then(pl.struct(before=pl.col(c), after=pl.col(c + _AFTER))).alias(c)
-            for c, d in differs.items()
-        ),
-    )
-    changed = [
-        ChangedRow(
-            key=row.pop(_COUNT),
-            cells={c: Cell(before=v["before"], after=v["after"]) for c, v in row.items() if v is not None},
-        )
-        for row in cells.to_dicts()
-    ]
+    changed = _changed_rows(changed_frame, keys, differs)
     return _rows(added, keys), _rows(removed, keys), changed, duplicates
+
+
+def _changed_rows(frame: pl.DataFrame, keys: list[str], differs: dict[str, pl.Expr]) -> list[ChangedRow]:
+    """One :class:`ChangedRow` per row of *frame* (each side's cells, B's suffixed), with
+    the cells that differ; assembled column by column (a Python pass per changed cell,
+    not per row and column)."""
+    cells: list[dict[str, Cell]] = [{} for _ in range(frame.height)]
+    if not frame.height:
+        return []
+    marks = frame.select(**{c: d for c, d in differs.items()})
+    for c in differs:
+        where = frame.select(pl.col(c), pl.col(c + _AFTER)).filter(marks[c])
+        rows = marks[c].arg_true().to_list()
+        for i, before, after in zip(rows, where[c].to_list(), where[c + _AFTER].to_list(), strict=True):
+            cells[i][c] = Cell(before=before, after=after)
+    return [
+        ChangedRow(key=key, cells=row) for key, row in zip(frame.select(keys).to_dicts(), cells, strict=True)
+    ]
 
 
 def _hashed(frame: pl.DataFrame, keys: list[str], values: list[str], row: str) -> pl.DataFrame:
