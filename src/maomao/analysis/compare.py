@@ -10,6 +10,7 @@ column as text. Tolerances apply to numeric columns of the keyed comparison.
 
 from __future__ import annotations
 
+import filecmp
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -24,11 +25,13 @@ from maomao.analysis.results import (
     ChangedRow,
     Duplicates,
     FileDiff,
+    FileKind,
+    FileStatus,
     FileSummary,
     Retyped,
     SchemaDiff,
 )
-from maomao.analysis.tables import TABLE_SUFFIXES, Table, read_table
+from maomao.analysis.tables import TABLE_SUFFIXES, MalformedTable, Table, read_table
 from maomao.errors import InvalidValue, UsageError
 
 #: Names of helper columns: a NUL cannot appear in a CSV header polars reads back.
@@ -78,22 +81,28 @@ def parse_tolerances(specs: Sequence[str]) -> dict[str, Tolerance]:
     return found
 
 
-def table_files(root: Path) -> list[str]:
-    """The table files under *root*, as sorted POSIX paths relative to it; hidden
-    directories (``.git``, ``.mao``) are left out."""
+def regular_files(root: Path) -> list[str]:
+    """Every regular file under *root* outside hidden directories and files (``.git``,
+    ``.mao``), as sorted POSIX paths relative to it."""
     found = []
     for path in root.rglob("*"):
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.suffix.lower() in TABLE_SUFFIXES and path.is_file():
+        if path.is_file():
             found.append(relative.as_posix())
     return sorted(found)
+
+
+def is_table(path: str) -> bool:
+    return Path(path).suffix.lower() in TABLE_SUFFIXES
 
 
 def compare_paths(a: Path, b: Path, options: Options) -> list[FileDiff]:
     """Two files, or two directories compared recursively (files on one side only are
     reported ``added`` or ``removed``), one :class:`FileDiff` per path, sorted by path.
+    In directories, a file that is no table (by its suffix) is compared by its bytes and
+    reported with kind ``file``: ``same`` or ``changed``, never row by row.
 
     :raises UsageError: a file against a directory.
     :raises MalformedTable: a file that cannot be read as a table.
@@ -103,16 +112,32 @@ def compare_paths(a: Path, b: Path, options: Options) -> list[FileDiff]:
     if not a.is_dir():
         name = a.name if a.name == b.name else f"{a.name} -> {b.name}"
         return [compare_files(name, a, b, options)]
-    before, after = set(table_files(a)), set(table_files(b))
+    before, after = set(regular_files(a)), set(regular_files(b))
     diffs = []
     for path in sorted(before | after):
+        kind: FileKind = "table" if is_table(path) else "file"
         if path not in after:
-            diffs.append(FileDiff(path=path, status="removed"))
+            diffs.append(FileDiff(path=path, status="removed", kind=kind))
         elif path not in before:
-            diffs.append(FileDiff(path=path, status="added"))
+            diffs.append(FileDiff(path=path, status="added", kind=kind))
+        elif kind == "file":
+            status: FileStatus = "same" if _same_bytes(a / path, b / path) else "changed"
+            diffs.append(FileDiff(path=path, status=status, kind=kind))
         else:
             diffs.append(compare_files(path, a / path, b / path, options))
     return diffs
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (sizes first, then contents).
+
+    :raises MalformedTable: a file that cannot be read.
+    """
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else a
+        raise MalformedTable(where, f"cannot read: {exc.strerror or exc}") from None
 
 
 def compare_files(name: str, a: Path, b: Path, options: Options) -> FileDiff:

@@ -113,13 +113,13 @@ def _render(result: CompareResult) -> None:
         s = f.summary
         files.add_row(
             Text(printable(f.path)),
-            f.status,
+            f.status if f.kind == "table" else f"{f.status} (bytes)",
             *("" if v is None else str(v) for v in (s.rows_before, s.rows_after)),
             *(str(v) for v in (s.added, s.removed, s.changed, s.duplicate_keys)),
         )
     console.print(files)
     for f in result.files:
-        if f.status == "changed":
+        if f.status == "changed" and f.kind == "table":
             _render_file(console, f)
     t = result.summary
     console.print(
