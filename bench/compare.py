@@ -170,6 +170,16 @@ def contenders(a: Path, b: Path, competitors: bool) -> list[tuple[str, list[str]
     return found
 
 
+def check(out: Path, rows: int) -> None:
+    """maomao found what was generated: exits the benchmark if not."""
+    import json
+
+    total = json.loads(out.read_bytes())["summary"]
+    found = (total["rows_added"], total["rows_removed"], total["rows_changed"])
+    if found != (rows // 200, rows // 200, rows // 100):
+        sys.exit(f"maomao's answer is wrong: added, removed, changed = {found}")
+
+
 # -- goals ------------------------------------------------------------------------------------
 def goals(rows: int, name: str, run: Run, results: dict[str, Run]) -> str:
     """The issue's goals this row bears on, each met or missed."""
@@ -237,10 +247,12 @@ def main() -> None:
             results: dict[str, Run] = {}
             for name, argv, env in contenders(a, b, competitors and rows >= BIG):
                 repeat = args.repeat if name in ("maomao", "floor (polars read)") else 1
-                out = directory / "out"
+                out = directory / f"out-{name.split()[0]}"
                 runs = [measure(argv, out, env) for _ in range(repeat)]
                 results[name] = best(runs)
                 print(f"  {name}: {results[name]}", file=sys.stderr)
+                if name == "maomao" and not results[name].failed:
+                    check(out, rows)
             report(rows, results)
 
 

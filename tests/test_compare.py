@@ -281,6 +281,8 @@ _TRICKY = {
     "padded-numbers": "id,v\n" + "".join(f"{i}, {i} \n" for i in range(_MANY)),
     "empty-in-sample": "id,v,w\n" + "".join(f"{i},,{i}\n" for i in range(_MANY)) + "x,7,1\n",
     "empty-last-column": "id,v\n" + "".join(f"{i},\n" for i in range(_MANY)) + "x,1\n",
+    "empty-last-cells": "id,v\n" + "".join(f"{i},\n" for i in range(_MANY)) + f"{_MANY},1\n",
+    "one-column-blank-lines": "v\n1\n\n2\n\n",
     "quoted-and-crlf": "id,v\r\n" + "".join(f'"{i}","a,{i}"\r\n' for i in range(_MANY)),
     "blank-line": "id,v\n1,2\n\n3,4\n",
     "bom": "\ufeffid,v\n1,2\n",

@@ -12,8 +12,9 @@ malformed one:
 
 - a value that does not parse as its sampled type, or a row with more fields than the
   header, makes polars refuse the file;
-- a row with fewer fields leaves the last column empty, so a last column with an empty
-  cell is checked the exact way;
+- a row with fewer fields leaves the last column empty, so when the last column has an
+  empty cell the separators are counted (an unquoted file), or the file is checked the
+  exact way;
 - an empty numeric cell may have held only spaces (text by the rule): such a column is
   read again as text and typed by the rule;
 - bad UTF-8, an empty file, an odd header, another encoding.
@@ -151,10 +152,10 @@ def _read_csv_fast(path: Path, text: bool) -> Table | None:
         frame = pl.read_csv(path, infer_schema=False, schema_overrides=overrides)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, csv.Error):
         return None
-    if frame.width and frame[frame.columns[-1]].null_count():
-        return None  # perhaps a short row: only the exact way can tell
     if frame.columns != header:
         return None
+    if frame[frame.columns[-1]].null_count() and not _fields_complete(path, frame):
+        return None  # perhaps a short row: the exact way names its line
 
     def read_text(columns: list[str]) -> pl.DataFrame:
         return pl.read_csv(path, infer_schema=False, columns=columns)
@@ -169,6 +170,17 @@ def _read_csv_fast(path: Path, text: bool) -> Table | None:
         texts = [again[c] if again is not None and c in spaced else frame[c] for c in [*spaced, *untyped]]
         frame = frame.with_columns(_typed_frame(pl.DataFrame(texts)))
     return Table(path, frame, read_text)
+
+
+def _fields_complete(path: Path, frame: pl.DataFrame) -> bool:
+    """Whether no row of unquoted *path* has fewer fields than its header: polars refused
+    any row with more, so the separators add up to one less than the fields in every row
+    exactly when none has fewer (a blank line also fails this, for the exact way)."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return False
+    return b'"' not in raw and raw.count(b",") == (frame.width - 1) * (frame.height + 1)
 
 
 def _types(frame: pl.DataFrame) -> dict[str, pl.DataType | None]:
