@@ -216,6 +216,7 @@ def report(rows: int, results: dict[str, Run]) -> None:
         ratio = (
             "" if mao is None or mao.failed else f"{(TIMEOUT if run.timed_out else run.wall) / mao.wall:.2f}"
         )
+        ratio = f">{ratio}" if run.timed_out and ratio else ratio  # at least that
         note = " (timed out)" if run.timed_out else ""
         print(f"{name:<22}{wall:>9}{run.peak_mb:>10.0f}{ratio:>10}  {goals(rows, name, run, results)}{note}")
 
