@@ -12,6 +12,10 @@ from maomao.models import Record
 
 FileStatus = Literal["same", "changed", "added", "removed"]
 
+#: ``table``: compared row by row; ``file``: a file in a directory that is no table
+#: (not .csv, .parquet, .jsonl, .ndjson), compared by its bytes only.
+FileKind = Literal["table", "file"]
+
 
 class Retyped(Record, frozen=True):
     """A column whose type differs between the two sides (compared as text)."""
@@ -68,6 +72,7 @@ class FileSummary(Record, frozen=True):
 class FileDiff(Record, frozen=True):
     path: str
     status: FileStatus
+    kind: FileKind = "table"
     key: list[str] = []
     schema: SchemaDiff = SchemaDiff()
     added: list[dict[str, Any]] = []

@@ -8,7 +8,6 @@ retrieved and verified into the import directory (or found there, verified) by
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +63,25 @@ async def resolve(side: str, config: Callable[[], Config], store: Store | None =
     return Path(got.path)
 
 
+def compare_local(a: str, b: str, options: Options) -> CompareResult:
+    """Compare two existing paths without an event loop (see :func:`needs_store`): the
+    usual case, which so skips asyncio's import and a thread.
+
+    :raises NotFound: a side that is no existing path.
+    :raises MalformedTable: a file that cannot be read as a table (exit 1).
+    """
+    path_a, path_b = _existing(a), _existing(b)
+    files = compare_paths(path_a, path_b, options)
+    return CompareResult(a=str(path_a), b=str(path_b), files=files, summary=total(files))
+
+
+def _existing(side: str) -> Path:
+    path = Path(side).expanduser()
+    if not path.exists():
+        raise NotFound(side, f"{side}: no such file or directory")
+    return path
+
+
 async def compare(
     a: str, b: str, options: Options, *, config: Callable[[], Config], store: Store | None = None
 ) -> CompareResult:
@@ -74,6 +92,8 @@ async def compare(
 
     :raises MalformedTable: a file that cannot be read as a table (exit 1).
     """
+    import asyncio
+
     path_a = await resolve(a, config, store)
     path_b = await resolve(b, config, store)
     files = await asyncio.to_thread(compare_paths, path_a, path_b, options)
