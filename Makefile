@@ -55,6 +55,7 @@ bench: install $(BENCH_VENV)/.installed
 	$(PY) bench/scheduler.py
 	$(PY) bench/spikes.py
 	$(PY) bench/follow.py
+	$(PY) bench/compare.py
 
 # Re-pin every dependency (needs the network): the lock file is what installs use.
 lock:
