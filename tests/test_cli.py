@@ -39,7 +39,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path, etcd) -> None: 
         (["init", "--operator", "a", "--etcd", "ftp://h:1"], 1, "scheme must be http"),
         (["init", "--operator", "a", "--etcd", "http://u:p@h:1"], 1, "credentials"),
         (["members"], 1, "no maomao config"),
-        (["no-such-command"], 2, "No such command"),
+        (["no-such-command"], 2, "unknown command 'no-such-command' of mao"),
     ],
 )
 def test_bad_input_is_one_line_and_an_exit_code(

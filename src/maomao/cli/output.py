@@ -35,6 +35,10 @@ class Globals:
 GLOBALS = Globals()
 
 
+class Back(Exception):
+    """Esc in a picker: go back one step (the command's caller, from its first question)."""
+
+
 class GlobalOption(NamedTuple):
     """An option every command takes, anywhere on the line: the CLI's entry point takes it
     out of argv into :data:`GLOBALS` before click parses the rest; ``mao --help`` lists it."""

@@ -63,6 +63,30 @@ def check_repo(repo: str) -> str:
     return repo
 
 
+async def check_tool_repo(repo: str, ref: str | None = None) -> Manifest:
+    """What `tool add` checks before registering: the repository answers (``git
+    ls-remote``), has *ref* (default: its HEAD), and a valid ``maomao.toml`` there.
+
+    :raises GitUnreachable: the repository does not answer (exit 3).
+    :raises RefNotFound: it has no such ref (exit 1).
+    :raises ManifestError: no ``maomao.toml`` at the ref, or a malformed one (exit 1).
+    """
+    from maomao.gitstore.probe import show_file
+    from maomao.manifest import MANIFEST_FILE, parse_manifest
+
+    repo = check_repo(repo)
+    _check_options(ref, None)
+    raw = await asyncio.to_thread(show_file, repo, ref or None, MANIFEST_FILE)
+    where = f"{repo} at {ref or 'HEAD'}"
+    if raw is None:
+        raise ManifestError(f"{MANIFEST_FILE} of {where}", "missing: a tool's repository has one at its root")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"{MANIFEST_FILE} of {where}", "not UTF-8") from None
+    return parse_manifest(text, f"{MANIFEST_FILE} of {where}")
+
+
 def _looks_scp(repo: str) -> bool:
     head = repo.split("/", 1)[0]
     return ":" in head and not head.startswith(".")
