@@ -43,6 +43,8 @@ def launch(ctx: click.Context) -> int:
         code = _run_flow(group, flow)
         if code is None:
             continue  # Esc: back to the menu, nothing ran
+        if key == "watch":
+            click.echo()  # it ends with Ctrl-C, which the terminal echoes as ^C on its last line
         verdict = "done" if code == 0 else f"failed (exit {code})"
         click.echo(f"\n── {label}: {verdict}\n")
 
