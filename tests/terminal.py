@@ -28,12 +28,14 @@ def plain(text: str) -> str:
 class Screen:
     """One `mao` process on a pseudo-terminal."""
 
-    def __init__(self, home: Any, *args: str, timeout: float = 30) -> None:
+    def __init__(self, home: Any, *args: str, timeout: float = 30, columns: int = 120) -> None:
         env = {k: v for k, v in os.environ.items() if k != "MAO_NO_INPUT"}
         # no cursor-position requests: pexpect is no terminal that answers them
-        env.update(MAO_HOME=str(home), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", COLUMNS="120", LINES="40")
+        env.update(
+            MAO_HOME=str(home), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", COLUMNS=str(columns), LINES="40"
+        )
         self.child = pexpect.spawn(
-            sys.executable, ["-m", "maomao", *args], env=env, dimensions=(40, 120), encoding="utf-8",
+            sys.executable, ["-m", "maomao", *args], env=env, dimensions=(40, columns), encoding="utf-8",
             codec_errors="replace", timeout=timeout,
         )  # fmt: skip
         self.seen = ""
@@ -82,9 +84,9 @@ def screens() -> Iterator[Callable[..., Screen]]:
     on a pseudo-terminal, killed when the test ends."""
     opened: list[Screen] = []
 
-    def open_screen(mao: Any, *args: str, timeout: float = 30) -> Screen:
+    def open_screen(mao: Any, *args: str, timeout: float = 30, columns: int = 120) -> Screen:
         home = mao if isinstance(mao, str | os.PathLike) else mao.home
-        opened.append(Screen(home, *args, timeout=timeout))
+        opened.append(Screen(home, *args, timeout=timeout, columns=columns))
         return opened[-1]
 
     yield open_screen
