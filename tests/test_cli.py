@@ -390,3 +390,70 @@ def test_tables_fit_80_columns_in_a_terminal_and_stay_whole_when_piped(operator_
     assert lines[1].startswith("collector  alice") and lines[1].endswith("…")
     piped = alice("tool", "list").out.splitlines()  # not a terminal: every cell whole
     assert piped[1].rstrip().endswith(long) and str(tmp_path) in piped[1]
+
+
+def completions(mao: Mao, line: str) -> tuple[list[str], float]:
+    """What bash completion offers for *line* (the cursor at its end), and how long it took."""
+    import sys
+
+    words = line.split(" ")
+    env = {
+        **mao.env(),
+        "_MAO_COMPLETE": "bash_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+    }
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "maomao"], env=env, capture_output=True, text=True, timeout=30
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if line.startswith("plain,")], took
+
+
+def test_completion_offers_the_federations_live_names(
+    operator_home, bare_repo, git_config, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    collector(alice, tmp_path)  # registered, not installed: only etcd knows it
+    for date in ("2026-11-30", "2026-12-01"):
+        data = tmp_path / f"rows-{date}"
+        data.mkdir()
+        (data / "rows.csv").write_text("a\n1\n")
+        result = alice("dataset", "publish", str(data), "--hub", "helm", "--date", date, "--dataset", "rows",
+                       "--remote", str(bare_repo(f"rows-{date}.git")))  # fmt: skip
+        assert result.code == 0, result.err
+    added = alice("--json", "tool", "schedule", "collector", "collect", "--every", "daily")
+    assert added.code == 0, added.err
+    schedule_id = added.json()["schedule"]["id"]
+    assert alice("up", "--detach").code == 0
+    took = []
+    for line, offered in (
+        ("mao to", ["tool"]),
+        ("mao tool run c", ["collector"]),
+        ("mao tool install ", ["collector"]),
+        ("mao dataset retrieve h", ["helm"]),
+        ("mao dataset retrieve helm ", ["2026-12-01", "2026-11-30"]),
+        ("mao dataset retrieve helm 2026-12-01 ", ["alice"]),
+        ("mao dataset list --hub ", ["helm"]),
+        ("mao follow add ", ["helm"]),
+        ("mao schedule pause ", [schedule_id]),
+    ):
+        names, seconds = completions(alice, line)
+        assert names == offered, (line, names)
+        took.append(seconds)
+    assert min(took) < 1.0, took  # a whole `python -m maomao` process; its own work is ~60 ms
+    assert alice("tool", "install", "collector").code == 0
+    assert completions(alice, "mao tool run collector ")[0] == ["collect", "fail", "slow", "probe", "nap"]
+    assert alice("down").code == 0
+    # no node: what the home holds (the installed tool), and nothing that needs etcd
+    assert completions(alice, "mao tool run c")[0] == ["collector"]
+    assert completions(alice, "mao schedule pause ")[0] == []
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_the_shell_script(tmp_path: Path, shell: str) -> None:
+    result = Mao(tmp_path / "h")("completion", shell)
+    assert result.code == 0, result.err
+    assert "_MAO_COMPLETE" in result.out and f"{shell}_" in result.out.replace("_source", "_")

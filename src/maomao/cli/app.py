@@ -77,6 +77,7 @@ class LazyGroup(SuggestingGroup):
         "spikes": "maomao.cli.spikes:spikes_group",
         "follow": "maomao.cli.follow:follow_group",
         "compare": "maomao.cli.compare:compare",
+        "completion": "maomao.cli.completion:completion_command",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

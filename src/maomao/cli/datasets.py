@@ -9,6 +9,9 @@ import click
 
 from maomao.cli import pickers
 from maomao.cli.app import CONTEXT, arun, load_config
+from maomao.cli.completion import complete, operators
+from maomao.cli.completion import dates as complete_dates
+from maomao.cli.completion import hubs as complete_hubs
 from maomao.cli.output import GLOBALS, emit, note, table, warn
 from maomao.cli.suggest import SuggestingGroup, unknown
 
@@ -23,7 +26,11 @@ def dataset_group() -> None:
 
 @dataset_group.command("publish")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--hub", help="What the data is about (dockerhub, artifacthub, …).")
+@click.option(
+    "--hub",
+    help="What the data is about (dockerhub, artifacthub, …).",
+    shell_complete=complete(complete_hubs),
+)
 @click.option("--dataset", help="Dataset name (default: the directory's name).")
 @click.option("--date", help="Snapshot date YYYY-MM-DD (default: today, UTC).")
 @click.option("--remote", metavar="URL", help="git remote (default: the tree's origin, or git.remote).")
@@ -93,7 +100,7 @@ def hubs() -> None:
 
 
 @dataset_group.command("dates")
-@click.argument("hub")
+@click.argument("hub", shell_complete=complete(complete_hubs))
 def dates(hub: str) -> None:
     """Dates with snapshots of HUB, newest first."""
     from maomao.services import datasets
@@ -107,9 +114,9 @@ def dates(hub: str) -> None:
 
 
 @dataset_group.command("list")
-@click.option("--hub", help="Only this hub.")
-@click.option("--date", help="Only this date (needs --hub).")
-@click.option("--operator", help="Only this operator.")
+@click.option("--hub", help="Only this hub.", shell_complete=complete(complete_hubs))
+@click.option("--date", help="Only this date (needs --hub).", shell_complete=complete(complete_dates))
+@click.option("--operator", help="Only this operator.", shell_complete=complete(operators))
 def list_(hub: str | None, date: str | None, operator: str | None) -> None:
     """Advertised snapshots, narrowed by hub, date and operator."""
     from maomao.services import datasets
@@ -128,9 +135,9 @@ def list_(hub: str | None, date: str | None, operator: str | None) -> None:
 
 
 @dataset_group.command("retrieve")
-@click.argument("hub", required=False)
-@click.argument("date", required=False)
-@click.argument("operator", required=False)
+@click.argument("hub", required=False, shell_complete=complete(complete_hubs))
+@click.argument("date", required=False, shell_complete=complete(complete_dates))
+@click.argument("operator", required=False, shell_complete=complete(operators))
 @click.option("--dataset", help="Dataset name, when the operator has several that day.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), help="Put it here instead.")
 def retrieve(

@@ -19,6 +19,7 @@ from maomao.cli import pickers
 from maomao.cli.app import ARG_OPTION, CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
+from maomao.cli.completion import commands, complete, hubs, operators, tools
 from maomao.cli.interactive import pick
 from maomao.cli.output import GLOBALS, emit, note, table, warn
 from maomao.cli.schedules import pipeline_schedule_command, tool_schedule_command
@@ -191,7 +192,7 @@ def tool_list() -> None:
 
 
 @tool_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete(tools))
 def tool_show(name: str) -> None:
     """One tool's record, and its local installation if any."""
     from maomao.services.tools import get_tool, read_install
@@ -221,7 +222,7 @@ def tool_show(name: str) -> None:
 
 
 @tool_group.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=complete(tools))
 def tool_remove(name: str) -> None:
     """Unregister your tool NAME (record and name claim, in one transaction)."""
     from maomao.services.tools import remove_tool
@@ -232,7 +233,7 @@ def tool_remove(name: str) -> None:
 
 
 @tool_group.command("install")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete(tools))
 @click.option("--ref", metavar="REF", help="Branch, tag or commit (default: the registered ref).")
 def tool_install(name: str | None, ref: str | None) -> None:
     """Clone (or update in place) tool NAME into your home and validate its maomao.toml.
@@ -254,10 +255,12 @@ def tool_install(name: str | None, ref: str | None) -> None:
 
 
 @tool_group.command("run")
-@click.argument("name", required=False)
-@click.argument("command", required=False)
+@click.argument("name", required=False, shell_complete=complete(tools))
+@click.argument("command", required=False, shell_complete=complete(commands))
 @ARG_OPTION
-@click.option("--hub", metavar="HUB", help="Hub the data is about (default: the tool's).")
+@click.option(
+    "--hub", metavar="HUB", help="Hub the data is about (default: the tool's).", shell_complete=complete(hubs)
+)
 @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
 @click.option("--no-publish", is_flag=True, help="Keep the output local: do not publish it.")
 @click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
@@ -431,7 +434,12 @@ def run_group() -> None:
 
 
 @run_group.command("list")
-@click.option("--operator", metavar="OP", help="Another operator's runs (default: yours).")
+@click.option(
+    "--operator",
+    metavar="OP",
+    help="Another operator's runs (default: yours).",
+    shell_complete=complete(operators),
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 def run_list(operator: str | None, limit: int) -> None:
     """The newest runs first."""
