@@ -318,6 +318,9 @@ def test_tool_add_checks_the_repository_unless_no_check(operator_home, tmp_path:
     )
     assert wrong_ref.code == 1 and "'nope'" in wrong_ref.err, wrong_ref.err
     assert [t["name"] for t in alice("--json", "tool", "list").json()["tools"]] == ["collector"]
+    typo = alice("tool", "install", "colector")
+    assert typo.code == 1
+    assert typo.err == "error: tool 'colector' is not registered (known: collector); did you mean 'collector'?\n"
     unchecked = alice("tool", "add", "ghost", "--repo", str(tmp_path / "nowhere.git"), "--no-check")
     assert unchecked.code == 0, unchecked.err
     assert [t["name"] for t in alice("--json", "tool", "list").json()["tools"]] == ["collector", "ghost"]

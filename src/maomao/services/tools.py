@@ -127,6 +127,18 @@ def _record_of(kv: KeyValue, name: str, operator: str) -> ToolRecord:
         raise InvalidValue(f"unreadable tool record at {kv.key}: {_one_line(exc)}") from None
 
 
+def _known(name: str, known: list[str]) -> str:
+    """`` (known: a, b); did you mean 'a'?`` for an unknown tool name (difflib's closest)."""
+    import difflib
+
+    if not known:
+        return " (none is registered yet: mao tool add NAME --repo URL)"
+    names = sorted(known)
+    said = f" (known: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return said + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -292,7 +304,8 @@ async def get_tool(config: Config, name: str, *, store: Store | None = None) -> 
     async with using_store(config, store) as s:
         claim_kv = await s.get(keys.index_tool(name))
         if claim_kv is None:
-            raise NotFound(f"tool {name!r}", f"tool '{name}' is not registered (mao tool list shows them)")
+            known = [kv.key.rsplit("/", 1)[-1] for kv in await s.range(keys.index_tools)]
+            raise NotFound(f"tool {name!r}", f"tool '{name}' is not registered{_known(name, known)}")
         claim = _claim_of(claim_kv)
         record_key = keys.tool(claim.operator, name)  # readers verify the pointer's target
         kv = await s.get(record_key)
