@@ -99,28 +99,39 @@ def _entries() -> list[tuple[str, str, Flow]]:
 
 
 def _compare() -> list[str]:
-    """Two sides, each a snapshot (hub → date → operator → dataset) or a local path."""
-    config = _config()
-    sides: list[str] = ["", ""]
+    return ["compare", *compare_sides(None, None)]
+
+
+def compare_sides(a: str | None, b: str | None) -> tuple[str, str]:
+    """The sides of `mao compare` not given, asked in a terminal: each a snapshot (hub →
+    date → operator → dataset) or a local path; a usage error naming them otherwise."""
+    missing = " and ".join(f"argument {name}" for name, side in (("A", a), ("B", b)) if side is None)
+    if missing:
+        pickers.require_terminal(missing)
+    sides: list[str | None] = [a, b]
 
     def side(index: int) -> Callable[[], None]:
         def ask() -> None:
+            if (a, b)[index] is not None:
+                return
             name = "A (before)" if index == 0 else "B (after)"
             kind = pickers.choose(
                 f"{name}:",
                 [pickers.Item("snapshot", "a snapshot"), pickers.Item("path", "a local file or directory")],
-                missing="A",
+                missing=name[0],
                 default="snapshot",
             )
             if kind == "path":
-                sides[index] = pickers.path(f"{name}: path", missing="A", rule=_exists)
+                sides[index] = pickers.path(f"{name}: path", missing=name[0], rule=_exists)
             else:
-                sides[index] = _snapshot(config, name, hub=sides[0].split("/")[0] if index else None)
+                other = sides[0] if index else None
+                sides[index] = _snapshot(_config(), name, hub=other.split("/")[0] if other else None)
 
         return ask
 
     pickers.steps(side(0), side(1))
-    return ["compare", *sides]
+    assert sides[0] is not None and sides[1] is not None
+    return sides[0], sides[1]
 
 
 def _exists(answer: str) -> str | None:
@@ -140,7 +151,7 @@ def _snapshot(config: Any, name: str, *, hub: str | None) -> str:
     found: list[Any] = []
 
     def pick_hub() -> None:
-        chosen["hub"] = pickers.hub(config, missing="A", allow_new=False, title=f"{name}: hub")
+        chosen["hub"] = pickers.hub(config, missing="A", allow_new=False, title=f"{name}: hub", default=hub)
         found[:] = arun(datasets.listing(config, hub=chosen["hub"])).items
 
     def pick_date() -> None:

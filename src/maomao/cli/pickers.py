@@ -286,7 +286,14 @@ def existing_directory(answer: str) -> str | None:
 NEW_HUB = object()
 
 
-def hub(config: Any, *, missing: str = "option --hub", allow_new: bool = True, title: str = "hub:") -> str:
+def hub(
+    config: Any,
+    *,
+    missing: str = "option --hub",
+    allow_new: bool = True,
+    title: str = "hub:",
+    default: str | None = None,
+) -> str:
     """A hub: one with snapshots (and how many dates each has), or, when *allow_new*, a new
     one typed and checked against the naming rule."""
     require_terminal(missing)
@@ -306,11 +313,11 @@ def hub(config: Any, *, missing: str = "option --hub", allow_new: bool = True, t
         items.append(Item(NEW_HUB, "(a new hub)", "type its name"))
         if len(items) == 1:
             return text("new hub name", missing=missing, rule=name_rule("hub"))
-        chosen = choose(title, items, missing=missing, what="hub")
+        chosen = choose(title, items, missing=missing, what="hub", default=default)
         if chosen is NEW_HUB:
             return text("new hub name", missing=missing, rule=name_rule("hub"), complete=sorted(dates))
         return str(chosen)
-    return str(choose(title, items, missing=missing, what="hub"))
+    return str(choose(title, items, missing=missing, what="hub", default=default))
 
 
 def tool(
