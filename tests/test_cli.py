@@ -275,7 +275,10 @@ def test_in_process_runs_do_not_inherit_each_others_global_options(
 @pytest.mark.parametrize(
     ("args", "said"),
     [
-        (["tol", "list"], "unknown command 'tol' of mao (known: api, compare, dataset"),
+        (
+            ["tol", "list"],
+            "unknown command 'tol' of mao (known: api, compare, completion, dataset, demo, down",
+        ),
         (
             ["tool", "lst"],
             "unknown command 'lst' of mao tool (known: add, install, list, remove, run, schedule, show)",
@@ -320,7 +323,9 @@ def test_tool_add_checks_the_repository_unless_no_check(operator_home, tmp_path:
     assert [t["name"] for t in alice("--json", "tool", "list").json()["tools"]] == ["collector"]
     typo = alice("tool", "install", "colector")
     assert typo.code == 1
-    assert typo.err == "error: tool 'colector' is not registered (known: collector); did you mean 'collector'?\n"
+    assert (
+        typo.err == "error: tool 'colector' is not registered (known: collector); did you mean 'collector'?\n"
+    )
     unchecked = alice("tool", "add", "ghost", "--repo", str(tmp_path / "nowhere.git"), "--no-check")
     assert unchecked.code == 0, unchecked.err
     assert [t["name"] for t in alice("--json", "tool", "list").json()["tools"]] == ["collector", "ghost"]

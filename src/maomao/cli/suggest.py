@@ -24,10 +24,10 @@ def close_to(value: str, known: Iterable[str]) -> list[str]:
     return difflib.get_close_matches(value, list(known), n=3, cutoff=0.6)
 
 
-def known_and_close(value: str, known: Iterable[str]) -> str:
-    """``(known: a, b); did you mean 'a'?`` for an error message."""
+def known_and_close(value: str, known: Iterable[str], *, shown: int = SHOWN) -> str:
+    """``(known: a, b); did you mean 'a'?`` for an error message (the first *shown* names)."""
     names = sorted(set(known))
-    listed = ", ".join(names[:SHOWN]) + (", …" if len(names) > SHOWN else "")
+    listed = ", ".join(names[:shown]) + (", …" if len(names) > shown else "")
     said = f" (known: {listed})" if names else " (none known yet)"
     close = close_to(value, names)
     if close:
@@ -48,6 +48,7 @@ class SuggestingGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = click.utils.make_str(args[0]) if args else ""
         if args and not name.startswith("-") and self.get_command(ctx, name) is None:
-            known = known_and_close(name, self.list_commands(ctx))
+            commands = self.list_commands(ctx)
+            known = known_and_close(name, commands, shown=len(commands))  # every command: they are few
             raise UsageError(f"unknown command {name!r} of {ctx.command_path or self.name}{known}")
         return super().resolve_command(ctx, args)
