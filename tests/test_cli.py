@@ -465,3 +465,16 @@ def test_completion_prints_the_shell_script(tmp_path: Path, shell: str) -> None:
     result = Mao(tmp_path / "h")("completion", shell)
     assert result.code == 0, result.err
     assert "_MAO_COMPLETE" in result.out and f"{shell}_" in result.out.replace("_source", "_")
+
+
+def test_the_prompt_library_is_imported_only_when_a_prompt_shows(tmp_path: Path) -> None:
+    import sys
+
+    for args in (["--help"], ["tool", "--help"], ["dataset", "retrieve", "--help"]):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "maomao", *args],
+            env={**Mao(tmp_path / "h").env()}, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
+        assert not imported & {"questionary", "prompt_toolkit", "rich", "difflib"}, args
