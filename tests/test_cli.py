@@ -39,7 +39,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path, etcd) -> None: 
         (["init", "--operator", "a", "--etcd", "ftp://h:1"], 1, "scheme must be http"),
         (["init", "--operator", "a", "--etcd", "http://u:p@h:1"], 1, "credentials"),
         (["members"], 1, "no maomao config"),
-        (["no-such-command"], 2, "No such command"),
+        (["no-such-command"], 2, "unknown command 'no-such-command' of mao"),
     ],
 )
 def test_bad_input_is_one_line_and_an_exit_code(
@@ -267,3 +267,214 @@ def test_in_process_runs_do_not_inherit_each_others_global_options(
     monkeypatch.setenv("MAO_HOME", str(tmp_path / "env-home"))
     assert run(["init", "--operator", "y", "--etcd", "http://127.0.0.1:9"]) == 0  # --home not inherited
     assert (tmp_path / "env-home" / "config.toml").is_file()
+
+
+# -- what the CLI says (issue 15) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["tol", "list"],
+            "unknown command 'tol' of mao (known: api, compare, completion, dataset, demo, down",
+        ),
+        (
+            ["tool", "lst"],
+            "unknown command 'lst' of mao tool (known: add, install, list, remove, run, schedule, show)",
+        ),
+        (["dataset", "retreive"], "of mao dataset"),
+        (["schedule", "paus", "x"], "of mao schedule"),
+    ],
+)
+def test_a_mistyped_command_names_the_commands_and_the_closest(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    result = Mao(tmp_path / "h")(*args)
+    assert result.code == 2, result.err
+    (line,) = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert said in line and "did you mean '" in line
+    typo = args[0] if args[0] == "tol" else args[1]
+    closest = {"tol": "tool", "lst": "list", "retreive": "retrieve", "paus": "pause"}[typo]
+    assert line.endswith(f"did you mean '{closest}'?"), line
+
+
+def collector(alice: Mao, tmp_path: Path, *extra: str) -> None:
+    from toolrepo import collector_repo
+
+    added = alice("tool", "add", "collector", "--repo", str(collector_repo(tmp_path)), *extra)
+    assert added.code == 0, added.err
+
+
+def test_tool_add_checks_the_repository_unless_no_check(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from toolrepo import make_repo
+
+    alice = operator_home("alice")
+    ghost = alice("tool", "add", "ghost", "--repo", str(tmp_path / "nowhere.git"))
+    assert ghost.code == 3 and "unreachable at" in ghost.err and "nowhere.git" in ghost.err, ghost.err
+    bare = make_repo(tmp_path / "bare", {"README": "no manifest\n"})
+    empty = alice("tool", "add", "bare", "--repo", str(bare))
+    assert empty.code == 1 and "maomao.toml" in empty.err and "missing" in empty.err, empty.err
+    collector(alice, tmp_path)
+    wrong_ref = alice(
+        "tool", "add", "collector", "--repo", str(tmp_path / "collector.git-src"), "--ref", "nope"
+    )
+    assert wrong_ref.code == 1 and "'nope'" in wrong_ref.err, wrong_ref.err
+    assert [t["name"] for t in alice("--json", "tool", "list").json()["tools"]] == ["collector"]
+    typo = alice("tool", "install", "colector")
+    assert typo.code == 1
+    assert (
+        typo.err == "error: tool 'colector' is not registered (known: collector); did you mean 'collector'?\n"
+    )
+    unchecked = alice("tool", "add", "ghost", "--repo", str(tmp_path / "nowhere.git"), "--no-check")
+    assert unchecked.code == 0, unchecked.err
+    assert [t["name"] for t in alice("--json", "tool", "list").json()["tools"]] == ["collector", "ghost"]
+
+
+def test_a_typo_d_hub_names_the_known_hubs(operator_home, bare_repo, git_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    for hub, date in (
+        ("dockerhub", "2026-11-30"),
+        ("artifacthub", "2026-11-30"),
+        ("dockerhub", "2026-12-01"),
+    ):
+        data = tmp_path / f"{hub}-{date}"
+        data.mkdir()
+        (data / "rows.csv").write_text("a\n1\n")
+        result = alice("dataset", "publish", str(data), "--hub", hub, "--date", date, "--dataset", "rows",
+                       "--remote", str(bare_repo(f"{hub}-{date}.git")))  # fmt: skip
+        assert result.code == 0, result.err
+    typo = alice("dataset", "retrieve", "dockerhb", "2026-12-01", "alice")
+    assert typo.code == 1
+    assert typo.err == (
+        "error: unknown hub 'dockerhb' (known: artifacthub, dockerhub); did you mean 'dockerhub'?\n"
+    )
+    wrong_date = alice("dataset", "retrieve", "dockerhub", "2026-12-02", "alice")
+    assert wrong_date.code == 1 and "(known: 2026-11-30, 2026-12-01)" in wrong_date.err
+    # dataset list: newest dates first, as the README says
+    listed = alice("--json", "dataset", "list").json()["snapshots"]
+    assert [(s["date"], s["hub"]) for s in listed] == [
+        ("2026-12-01", "dockerhub"), ("2026-11-30", "artifacthub"), ("2026-11-30", "dockerhub")
+    ]  # fmt: skip
+    human = alice("dataset", "list").out.splitlines()
+    assert [line.split()[1] for line in human[1:]] == ["2026-12-01", "2026-11-30", "2026-11-30"]
+
+
+def test_runs_say_what_happened(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """run list shows a failed publish; run show prints values; a failed run shows its log's tail."""
+    alice = operator_home("alice")
+    collector(alice, tmp_path)
+    unpublished = alice("--json", "tool", "run", "collector", "collect", "-a", "rows=5")  # no git remote
+    assert unpublished.code != 0
+    run_id = json.loads(unpublished.out)["run"]["id"]
+    listed = alice("run", "list").out
+    (row,) = [line for line in listed.splitlines() if line.startswith(run_id)]
+    assert "succeeded, publish failed" in row
+    assert alice("--json", "run", "list").json()["runs"][0]["status"] == "succeeded"  # JSON unchanged
+    shown = alice("run", "show", run_id).out
+    assert "args:" in shown and "rows=5" in shown and "{'rows'" not in shown and "{" not in shown
+    failed = alice("tool", "run", "collector", "fail", "--no-publish")
+    assert failed.code == 1
+    assert "collector is broken" in failed.err and "last 3 lines of" in failed.err, failed.err
+    assert failed.err.rstrip().splitlines()[-1].startswith("error: run ")
+    failed_id = alice("--json", "run", "list").json()["runs"][0]["id"]
+    assert "  | collector is broken" in alice("run", "show", failed_id).out
+
+
+def test_tables_fit_80_columns_in_a_terminal_and_stay_whole_when_piped(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from terminal import Screen, plain
+
+    alice = operator_home("alice")
+    long = "a description long enough to need more than the eighty columns of a terminal, by far"
+    collector(alice, tmp_path, "--description", long)
+    term = Screen(alice.home, "tool", "list", columns=80)
+    try:
+        assert term.wait() == 0
+        lines = [line for line in plain(term.seen).splitlines() if line.strip()]
+    finally:
+        term.close()
+    assert lines[0].split() == ["NAME", "OWNER", "REPO", "REF", "INSTALLED", "DESCRIPTION"]
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[1].startswith("collector  alice") and lines[1].endswith("…")
+    piped = alice("tool", "list").out.splitlines()  # not a terminal: every cell whole
+    assert piped[1].rstrip().endswith(long) and str(tmp_path) in piped[1]
+
+
+def completions(mao: Mao, line: str) -> tuple[list[str], float]:
+    """What bash completion offers for *line* (the cursor at its end), and how long it took."""
+    import sys
+
+    words = line.split(" ")
+    env = {
+        **mao.env(),
+        "_MAO_COMPLETE": "bash_complete",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+    }
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "maomao"], env=env, capture_output=True, text=True, timeout=30
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if line.startswith("plain,")], took
+
+
+def test_completion_offers_the_federations_live_names(
+    operator_home, bare_repo, git_config, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    collector(alice, tmp_path)  # registered, not installed: only etcd knows it
+    for date in ("2026-11-30", "2026-12-01"):
+        data = tmp_path / f"rows-{date}"
+        data.mkdir()
+        (data / "rows.csv").write_text("a\n1\n")
+        result = alice("dataset", "publish", str(data), "--hub", "helm", "--date", date, "--dataset", "rows",
+                       "--remote", str(bare_repo(f"rows-{date}.git")))  # fmt: skip
+        assert result.code == 0, result.err
+    added = alice("--json", "tool", "schedule", "collector", "collect", "--every", "daily")
+    assert added.code == 0, added.err
+    schedule_id = added.json()["schedule"]["id"]
+    assert alice("up", "--detach").code == 0
+    took = []
+    for line, offered in (
+        ("mao to", ["tool"]),
+        ("mao tool run c", ["collector"]),
+        ("mao tool install ", ["collector"]),
+        ("mao dataset retrieve h", ["helm"]),
+        ("mao dataset retrieve helm ", ["2026-12-01", "2026-11-30"]),
+        ("mao dataset retrieve helm 2026-12-01 ", ["alice"]),
+        ("mao dataset list --hub ", ["helm"]),
+        ("mao follow add ", ["helm"]),
+        ("mao schedule pause ", [schedule_id]),
+    ):
+        names, seconds = completions(alice, line)
+        assert names == offered, (line, names)
+        took.append(seconds)
+    assert min(took) < 1.0, took  # a whole `python -m maomao` process; its own work is ~60 ms
+    assert alice("tool", "install", "collector").code == 0
+    assert completions(alice, "mao tool run collector ")[0] == ["collect", "fail", "slow", "probe", "nap"]
+    assert alice("down").code == 0
+    # no node: what the home holds (the installed tool), and nothing that needs etcd
+    assert completions(alice, "mao tool run c")[0] == ["collector"]
+    assert completions(alice, "mao schedule pause ")[0] == []
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_the_shell_script(tmp_path: Path, shell: str) -> None:
+    result = Mao(tmp_path / "h")("completion", shell)
+    assert result.code == 0, result.err
+    assert "_MAO_COMPLETE" in result.out and f"{shell}_" in result.out.replace("_source", "_")
+
+
+def test_the_prompt_library_is_imported_only_when_a_prompt_shows(tmp_path: Path) -> None:
+    import sys
+
+    for args in (["--help"], ["tool", "--help"], ["dataset", "retrieve", "--help"]):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "maomao", *args],
+            env={**Mao(tmp_path / "h").env()}, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
+        assert not imported & {"questionary", "prompt_toolkit", "rich", "difflib"}, args

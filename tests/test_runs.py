@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
-import pty
 import re
 import socket
 import subprocess
@@ -187,37 +185,6 @@ def test_missing_command_or_argument_without_a_terminal_is_a_usage_error(
     assert no_name.code == EXIT_USAGE and "missing argument NAME" in no_name.err
     ghost = alice("tool", "run", "ghost")
     assert ghost.code == 1 and "tool 'ghost' is not registered" in ghost.err
-
-
-def test_pickers_in_a_terminal_list_commands_and_arguments(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    alice = operator_home("alice")
-    assert alice("tool", "add", "collector", "--repo", str(collector_repo(tmp_path))).code == 0
-    env = {k: v for k, v in alice.env().items() if k != "MAO_NO_INPUT"}
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "maomao", "tool", "run", "collector", "--no-publish"],
-        stdin=child, stdout=child, stderr=child, env=env, close_fds=True,
-    )  # fmt: skip
-    os.close(child)
-    screen = b""
-    answers = [(b"command [1]", b"1\n"), (b"how many rows", b"4\n")]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        screen += chunk
-        if answers and answers[0][0] in screen:
-            os.write(main, answers.pop(0)[1])
-    os.close(main)
-    assert proc.wait(timeout=30) == 0, screen.decode(errors="replace")
-    text = screen.decode(errors="replace")
-    assert "Commands of collector:" in text and "Collect some rows" in text and "Outlives its timeout" in text
-    assert "rows (how many rows) [3]" in text  # the argument's help and default
-    assert "succeeded" in text
-    data = alice.home / "datasets" / "testhub" / "collector" / "stats.csv"
-    assert len(rows_of(data)) == 1 + 4
 
 
 async def test_a_tool_without_a_hub_needs_one(alice_tools: Config, tmp_path: Path, etcdctl, ns: str) -> None:  # type: ignore[no-untyped-def]

@@ -208,7 +208,7 @@ async def test_manifest_errors_at_install_are_one_line(
 def test_cli_manifest_error_is_one_line_and_exit_1(operator_home, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     alice = operator_home("alice")
     bad = make_repo(tmp_path / "bad", {"README": "no manifest here\n"})
-    assert alice("tool", "add", "bad", "--repo", str(bad)).code == 0
+    assert alice("tool", "add", "bad", "--repo", str(bad), "--no-check").code == 0
     result = alice("tool", "install", "bad")
     assert result.code == 1, result.err
     manifest = alice.home / "tools" / "bad" / "maomao.toml"

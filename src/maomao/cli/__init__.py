@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, fail
+from maomao.cli.output import GLOBAL_OPTIONS, GLOBALS, Back, fail, note
 from maomao.errors import EXIT_USAGE, MaoError, UsageError
 
 _BY_FLAG = {option.flag: option for option in GLOBAL_OPTIONS}
@@ -63,6 +63,9 @@ def run(argv: list[str]) -> int:
     except MaoError as exc:
         return fail(exc)
     except KeyboardInterrupt:
+        return 130
+    except Back:  # Esc at a command's first question
+        note("cancelled")
         return 130
     except BrokenPipeError:
         return 0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from maomao.cli.app import CONTEXT, arun, load_config
-from maomao.cli.output import _JSON_RAW_RE, GLOBALS, printable
+from maomao.cli.output import GLOBALS, escape_json_text, printable
 
 if TYPE_CHECKING:
     from maomao.analysis.results import CompareResult, FileDiff
@@ -22,8 +22,8 @@ SHOWN = 20
 
 
 @click.command("compare", context_settings=CONTEXT)
-@click.argument("a")
-@click.argument("b")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
 @click.option(
     "--key", metavar="COL[,COL…]", help="Key columns: rows are paired by key (default: rows as multisets)."
 )
@@ -40,8 +40,8 @@ SHOWN = 20
 @click.pass_context
 def compare(
     ctx: click.Context,
-    a: str,
-    b: str,
+    a: str | None,
+    b: str | None,
     key: str | None,
     format_: str,
     exit_code: bool,
@@ -58,20 +58,16 @@ def compare(
     from maomao.errors import UsageError
     from maomao.services import compare as comparing
 
+    if a is None or b is None:  # asked in a terminal, a usage error naming them otherwise
+        from maomao.cli.launcher import compare_sides
+
+        a, b = compare_sides(a, b)
     keys = tuple(k.strip() for k in key.split(",")) if key else ()
     if any(not k for k in keys):
         raise UsageError(f"invalid --key {key!r}: want COL[,COL…]")
     options = Options(key=keys, tolerances=parse_tolerances(tolerance), text=text, encoding=encoding)
     if comparing.needs_store(a) or comparing.needs_store(b):
-        found: list[CompareResult] = []
-
-        async def run() -> None:
-            # not the task's result: Python 3.11's asyncio.run formats the repr of the
-            # main task (result included) on exit, a fifth of a second for a large diff
-            found.append(await comparing.compare(a, b, options, config=load_config))
-
-        arun(run())
-        [result] = found
+        result = arun(comparing.compare(a, b, options, config=load_config))
     else:
         result = comparing.compare_local(a, b, options)
     if GLOBALS.json or format_ == "json":
@@ -92,7 +88,7 @@ def _json(result: CompareResult) -> str:
     import msgspec
 
     text = msgspec.json.format(msgspec.json.encode(result, enc_hook=str), indent=2).decode()
-    return text if text.isascii() else _JSON_RAW_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return escape_json_text(text)
 
 
 def _cell(value: Any) -> str:

@@ -3,31 +3,71 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from maomao.cli import pickers
 from maomao.cli.app import CONTEXT, arun, load_config
-from maomao.cli.interactive import pick
+from maomao.cli.completion import complete, operators
+from maomao.cli.completion import dates as complete_dates
+from maomao.cli.completion import hubs as complete_hubs
 from maomao.cli.output import GLOBALS, emit, note, table, warn
+from maomao.cli.suggest import SuggestingGroup, unknown
+
+if TYPE_CHECKING:
+    from maomao.models import IndexEntry
 
 
-@click.group("dataset", context_settings=CONTEXT)
+@click.group("dataset", cls=SuggestingGroup, context_settings=CONTEXT)
 def dataset_group() -> None:
     """Share data snapshots through git, advertised in etcd."""
 
 
 @dataset_group.command("publish")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--hub", required=True, help="What the data is about (dockerhub, artifacthub, …).")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--hub",
+    help="What the data is about (dockerhub, artifacthub, …).",
+    shell_complete=complete(complete_hubs),
+)
 @click.option("--dataset", help="Dataset name (default: the directory's name).")
 @click.option("--date", help="Snapshot date YYYY-MM-DD (default: today, UTC).")
 @click.option("--remote", metavar="URL", help="git remote (default: the tree's origin, or git.remote).")
-def publish(directory: Path, hub: str, dataset: str | None, date: str | None, remote: str | None) -> None:
-    """Commit DIRECTORY, push it, then advertise the snapshot in etcd."""
+def publish(
+    directory: Path | None, hub: str | None, dataset: str | None, date: str | None, remote: str | None
+) -> None:
+    """Commit DIRECTORY, push it, then advertise the snapshot in etcd.
+
+    Missing DIRECTORY or --hub open pickers in a terminal (a directory with completion,
+    then the hubs, or a new one)."""
     from maomao.cli.progress import git_progress
     from maomao.services import publish as publishing
 
+    missing = [
+        name for name, value in (("argument DIRECTORY", directory), ("option --hub", hub)) if value is None
+    ]
+    if missing and not GLOBALS.interactive:
+        pickers.require_terminal(" and ".join(missing))
     config = load_config()
+    chosen: dict[str, str] = {}
+
+    def ask_directory() -> None:
+        if directory is None:
+            chosen["directory"] = pickers.path(
+                "directory to publish",
+                missing="argument DIRECTORY",
+                rule=pickers.existing_directory,
+                directory=True,
+            )
+
+    def ask_hub() -> None:
+        if hub is None:
+            chosen["hub"] = pickers.hub(config)
+
+    pickers.steps(ask_directory, ask_hub)
+    directory = directory if directory is not None else Path(chosen["directory"]).expanduser()
+    hub = hub if hub is not None else chosen["hub"]
     with git_progress("push") as progress:
         result = arun(
             publishing.publish(
@@ -60,7 +100,7 @@ def hubs() -> None:
 
 
 @dataset_group.command("dates")
-@click.argument("hub")
+@click.argument("hub", shell_complete=complete(complete_hubs))
 def dates(hub: str) -> None:
     """Dates with snapshots of HUB, newest first."""
     from maomao.services import datasets
@@ -74,16 +114,19 @@ def dates(hub: str) -> None:
 
 
 @dataset_group.command("list")
-@click.option("--hub", help="Only this hub.")
-@click.option("--date", help="Only this date (needs --hub).")
-@click.option("--operator", help="Only this operator.")
+@click.option("--hub", help="Only this hub.", shell_complete=complete(complete_hubs))
+@click.option("--date", help="Only this date (needs --hub).", shell_complete=complete(complete_dates))
+@click.option("--operator", help="Only this operator.", shell_complete=complete(operators))
 def list_(hub: str | None, date: str | None, operator: str | None) -> None:
     """Advertised snapshots, narrowed by hub, date and operator."""
     from maomao.services import datasets
 
     found = arun(datasets.listing(load_config(), hub=hub, date=date, operator=operator))
     warn(found.warnings)
-    rows = [e.to_dict() for e in found]
+    # newest dates first (as the README says), then by hub, operator and dataset
+    entries = sorted(found, key=lambda e: (e.hub, e.operator, e.dataset))
+    entries.sort(key=lambda e: e.date, reverse=True)
+    rows = [e.to_dict() for e in entries]
     shown = [{**r, "commit": r["commit"][:12]} for r in rows]
     emit(
         {"snapshots": rows, "warnings": found.warnings},
@@ -92,9 +135,9 @@ def list_(hub: str | None, date: str | None, operator: str | None) -> None:
 
 
 @dataset_group.command("retrieve")
-@click.argument("hub", required=False)
-@click.argument("date", required=False)
-@click.argument("operator", required=False)
+@click.argument("hub", required=False, shell_complete=complete(complete_hubs))
+@click.argument("date", required=False, shell_complete=complete(complete_dates))
+@click.argument("operator", required=False, shell_complete=complete(operators))
 @click.option("--dataset", help="Dataset name, when the operator has several that day.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), help="Put it here instead.")
 def retrieve(
@@ -109,23 +152,43 @@ def retrieve(
     from maomao.services import datasets
 
     config = load_config()
-    if hub is None:
-        hubs_found = arun(datasets.hubs(config))
-        warn(hubs_found.warnings)
-        hub = pick("hub", hubs_found.items, option="HUB")
-    if date is None:
-        dates_found = arun(datasets.dates(config, hub))
-        warn(dates_found.warnings)
-        date = pick("date", dates_found.items, option="DATE")
-    if operator is None or dataset is None:
-        entries = arun(datasets.listing(config, hub=hub, date=date))
-        warn(entries.warnings)
-        if operator is None:
-            operators = sorted({e.operator for e in entries})
-            operator = pick("operator", operators, option="OPERATOR")
-        names = sorted({e.dataset for e in entries if e.operator == operator})
+    chosen: dict[str, str] = {}
+    entries: list[IndexEntry] = []
+
+    def ask_hub() -> None:
+        chosen["hub"] = hub or pickers.hub(config, missing="HUB", allow_new=False)
+        found = arun(datasets.listing(config, hub=chosen["hub"]))
+        warn(found.warnings)
+        if not found.items:
+            known = arun(datasets.hubs(config))
+            raise unknown("hub", chosen["hub"], known.items)
+        entries[:] = found.items
+
+    def ask_date() -> None:
+        chosen["date"] = date or pickers.date(entries, missing="DATE")
+        if chosen["date"] not in {e.date for e in entries}:
+            raise unknown(f"date of {chosen['hub']}", chosen["date"], (e.date for e in entries))
+
+    def ask_operator() -> None:
+        chosen["operator"] = operator or pickers.operator(entries, chosen["date"], missing="OPERATOR")
+        that_day = {e.operator for e in entries if e.date == chosen["date"]}
+        if chosen["operator"] not in that_day:
+            raise unknown(f"operator on {chosen['hub']}/{chosen['date']}", chosen["operator"], that_day)
+
+    def ask_dataset() -> None:
+        names = sorted(
+            {e.dataset for e in entries if (e.date, e.operator) == (chosen["date"], chosen["operator"])}
+        )
         if dataset is None and len(names) > 1 and GLOBALS.interactive:
-            dataset = pick("dataset", names, option="--dataset")
+            chosen["dataset"] = pickers.choose(
+                "dataset:", [pickers.Item(n, n) for n in names], missing="--dataset", what="dataset"
+            )
+
+    if hub is None and not GLOBALS.interactive:
+        pickers.require_terminal("HUB")
+    pickers.steps(ask_hub, ask_date, ask_operator, ask_dataset)
+    hub, date, operator = chosen["hub"], chosen["date"], chosen["operator"]
+    dataset = dataset or chosen.get("dataset")
     with git_progress("fetch") as progress:
         result = arun(datasets.retrieve(config, hub, date, operator, dataset, dest=dest, progress=progress))
     ad = result.advertisement

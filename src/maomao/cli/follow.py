@@ -10,6 +10,7 @@ import click
 from maomao.cli.app import CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
+from maomao.cli.completion import complete, hubs
 from maomao.cli.output import emit, table, warn
 from maomao.errors import UsageError
 
@@ -29,7 +30,7 @@ def follow_group() -> None:
 
 
 @follow_group.command("add")
-@click.argument("hub")
+@click.argument("hub", shell_complete=complete(hubs))
 @click.option("--operator", "of_operator", help="Only this operator's snapshots.")
 @click.option("--dataset", help="Only this dataset.")
 @click.option("--run", "tool", metavar="TOOL", help="Retrieve, verify and run TOOL on each (MAO_INPUT_DIR).")

@@ -1,4 +1,5 @@
-"""Pickers for missing arguments in a terminal (the seed launcher's flows).
+"""The pickers' older entry points (:func:`pick`, :func:`ask`), kept for the flows that
+call them; both go through :mod:`maomao.cli.pickers`, so every flow looks and behaves alike.
 
 Without a terminal, or with ``--no-input``/``--json``, a missing argument is a usage error
 (exit 2) instead: scripts never hang on a prompt.
@@ -7,12 +8,9 @@ Without a terminal, or with ``--no-input``/``--json``, a missing argument is a u
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import click
-
-from maomao.cli.output import GLOBALS, printable
-from maomao.errors import NotFound, UsageError
+from maomao.cli import pickers
 
 T = TypeVar("T")
 
@@ -25,33 +23,15 @@ def pick(
     label: Callable[[T], str] = str,
     detail: Callable[[T], str] | None = None,
     title: str | None = None,
-    default: int = 1,
+    default: Any = None,
 ) -> T:
-    """Ask the user to choose one of *options* (numbered); usage error when we may not ask.
-
-    Each line shows ``label(item)``, then ``detail(item)`` in an aligned column when given;
-    *title* heads the list (default ``Choose WHAT:``). A single option is taken without
-    asking. Everything shown is made printable: names and descriptions may come from etcd.
-    """
-    if not GLOBALS.interactive:
-        raise UsageError(f"missing {option}")
-    if not options:
-        raise NotFound(what, f"no {what} to choose from")
-    if len(options) == 1:
-        click.echo(f"{what}: {printable(label(options[0]))}", err=True)
-        return options[0]
-    click.echo(title or f"Choose {what}:", err=True)
-    names = [printable(label(item)) for item in options]
-    width = max(len(name) for name in names) if detail is not None else 0
-    for number, (name, item) in enumerate(zip(names, options, strict=True), 1):
-        extra = f"  {printable(detail(item))}" if detail is not None else ""
-        click.echo(f"  {number:>3}) {name.ljust(width)}{extra}".rstrip(), err=True)
-    choice = click.prompt(what, type=click.IntRange(1, len(options)), default=default, err=True)
-    return options[choice - 1]
+    """Ask the user to choose one of *options* (by arrows, name or number); a usage error
+    naming *option* when we may not ask. A single option is taken without asking."""
+    items = [pickers.Item(option_, label(option_), detail(option_) if detail else "") for option_ in options]
+    chosen: T = pickers.choose(title or f"{what}:", items, missing=option, default=default, what=what)
+    return chosen
 
 
-def ask(option: str, prompt: str, default: str | None = None) -> str:
+def ask(option: str, prompt: str, default: str | None = None, rule: pickers.Rule | None = None) -> str:
     """The value of a missing option: prompted in a terminal, else a usage error."""
-    if not GLOBALS.interactive:
-        raise UsageError(f"missing option {option}")
-    return str(click.prompt(prompt, default=default, err=True)).strip()
+    return pickers.text(prompt, missing=f"option {option}", default=default or "", rule=rule)

@@ -35,6 +35,10 @@ class Globals:
 GLOBALS = Globals()
 
 
+class Back(Exception):
+    """Esc in a picker: go back one step (the command's caller, from its first question)."""
+
+
 class GlobalOption(NamedTuple):
     """An option every command takes, anywhere on the line: the CLI's entry point takes it
     out of argv into :data:`GLOBALS` before click parses the rest; ``mao --help`` lists it."""
@@ -80,8 +84,12 @@ _JSON_RAW_RE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 def to_json(doc: Any, *, indent: int | None = None) -> str:
     """JSON text of *doc* in which no character can drive a terminal (still valid JSON)."""
-    text = json.dumps(doc, indent=indent, ensure_ascii=False, default=str)
-    return _JSON_RAW_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return escape_json_text(json.dumps(doc, indent=indent, ensure_ascii=False, default=str))
+
+
+def escape_json_text(text: str) -> str:
+    """JSON *text* (from any encoder) with what a terminal may act on escaped as ``\\uXXXX``."""
+    return text if text.isascii() else _JSON_RAW_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def emit(doc: Any, human: str | None = None) -> None:
@@ -133,12 +141,57 @@ def fail(exc: BaseException) -> int:
     return code
 
 
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A plain aligned table (rich is kept for interactive screens)."""
+def table(rows: list[dict[str, Any]], columns: list[str], *, width: int | None = None) -> str:
+    """An aligned table of *rows*. On a terminal (or with *width*) it fits the width: long
+    cells are cut with an ellipsis, never wrapped mid-word; piped, it is plain aligned
+    text with every cell whole, as before (scripts and pagers read it)."""
     if not rows:
         return "(none)"
     cells = [[printable(r.get(c, "")) for c in columns] for r in rows]
+    if width is None and sys.stdout.isatty():
+        import shutil
+
+        width = shutil.get_terminal_size().columns
+    if width is not None:
+        return _fitted(cells, columns, width)
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def fit_widths(natural: list[int], floors: list[int], room: int) -> list[int]:
+    """Column widths within *room*: the natural ones if they fit, else the widest columns cut
+    down to one cap (never below their floor), so the short columns stay whole."""
+    if sum(natural) <= room:
+        return natural
+    low, high = 0, max(natural)
+    while low < high:  # the largest cap that fits
+        cap = (low + high + 1) // 2
+        if sum(max(f, min(n, cap)) for n, f in zip(natural, floors, strict=True)) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    return [max(f, min(n, low)) for n, f in zip(natural, floors, strict=True)]
+
+
+def _fitted(cells: list[list[str]], columns: list[str], width: int) -> str:
+    """The table rendered by rich within *width* columns: each column no_wrap with an
+    ellipsis, at the widths :func:`fit_widths` gives (no colours: it is text to emit)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    natural = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    floors = [min(n, max(len(c), 8)) for n, c in zip(natural, columns, strict=True)]
+    widths = fit_widths(natural, floors, width - 2 * (len(columns) - 1))
+    grid = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="")
+    for column, w in zip(columns, widths, strict=True):
+        grid.add_column(column.upper(), no_wrap=True, overflow="ellipsis", width=w)
+    for row in cells:
+        grid.add_row(*(Text(v) for v in row))
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, highlight=False, emoji=False).print(grid)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines())

@@ -11,7 +11,9 @@ import click
 from maomao.cli.app import ARG_OPTION, CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
+from maomao.cli.completion import commands, complete, schedules, tools
 from maomao.cli.output import emit, note, table, warn
+from maomao.cli.suggest import SuggestingGroup
 from maomao.errors import UsageError
 from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
@@ -130,8 +132,8 @@ def tool_schedule_command() -> click.Command:
     """`mao tool schedule NAME [COMMAND] (--cron EXPR | --every …) …` (added to `mao tool`)."""
 
     @click.command("schedule", context_settings=CONTEXT)
-    @click.argument("name")
-    @click.argument("command", required=False)
+    @click.argument("name", shell_complete=complete(tools))
+    @click.argument("command", required=False, shell_complete=complete(commands))
     @ARG_OPTION
     @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
     @_cadence_options
@@ -162,7 +164,7 @@ def pipeline_schedule_command() -> click.Command:
 # -- managing --------------------------------------------------------------------------------------
 
 
-@click.group("schedule", context_settings=CONTEXT)
+@click.group("schedule", cls=SuggestingGroup, context_settings=CONTEXT)
 def schedule_group() -> None:
     """Schedules: list, show, pause, resume, remove, or run one now."""
 
@@ -194,7 +196,7 @@ def schedule_list(operator: str | None) -> None:
 
 
 @schedule_group.command("show")
-@click.argument("schedule_id", metavar="ID")
+@click.argument("schedule_id", metavar="ID", shell_complete=complete(schedules))
 @click.option("--operator", metavar="OP", help="Another operator's schedule (default: yours).")
 def schedule_show(schedule_id: str, operator: str | None) -> None:
     """One schedule, its next fire time and its last fire."""
@@ -205,7 +207,7 @@ def schedule_show(schedule_id: str, operator: str | None) -> None:
 
 
 @schedule_group.command("pause")
-@click.argument("schedule_id", metavar="ID")
+@click.argument("schedule_id", metavar="ID", shell_complete=complete(schedules))
 def schedule_pause(schedule_id: str) -> None:
     """Stop schedule ID from firing until it is resumed."""
     from maomao.services.schedules import pause_schedule
@@ -215,7 +217,7 @@ def schedule_pause(schedule_id: str) -> None:
 
 
 @schedule_group.command("resume")
-@click.argument("schedule_id", metavar="ID")
+@click.argument("schedule_id", metavar="ID", shell_complete=complete(schedules))
 def schedule_resume(schedule_id: str) -> None:
     """Let paused schedule ID fire again from its next slot."""
     from maomao.services.schedules import resume_schedule
@@ -225,7 +227,7 @@ def schedule_resume(schedule_id: str) -> None:
 
 
 @schedule_group.command("remove")
-@click.argument("schedule_id", metavar="ID")
+@click.argument("schedule_id", metavar="ID", shell_complete=complete(schedules))
 def schedule_remove(schedule_id: str) -> None:
     """Delete schedule ID and the record of its fires."""
     from maomao.services.schedules import remove_schedule
@@ -235,7 +237,7 @@ def schedule_remove(schedule_id: str) -> None:
 
 
 @schedule_group.command("run")
-@click.argument("schedule_id", metavar="ID")
+@click.argument("schedule_id", metavar="ID", shell_complete=complete(schedules))
 def schedule_run(schedule_id: str) -> None:
     """Fire schedule ID once now, outside its cadence (here, in this process)."""
     from maomao.services.schedules import run_now

@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from maomao.cli import pickers
 from maomao.cli.app import ARG_OPTION, CONTEXT
 from maomao.cli.app import arun as _arun
 from maomao.cli.app import load_config as _config
+from maomao.cli.completion import commands, complete, hubs, operators, tools
 from maomao.cli.interactive import pick
 from maomao.cli.output import GLOBALS, emit, note, table, warn
 from maomao.cli.schedules import pipeline_schedule_command, tool_schedule_command
+from maomao.cli.suggest import SuggestingGroup, known_and_close
 from maomao.errors import UsageError
 from maomao.runners import DEFAULT_RUNNER, RUNNER_NAMES
 
@@ -52,15 +55,29 @@ def ask_arguments(command: Command, given: dict[str, str], *, every: bool) -> di
                 option=f"-a {arg.name}=VALUE",
                 detail=lambda choice: "default" if choice == arg.default else "",  # noqa: B023 (used at once)
                 title=f"{label}:",
-                default=arg.choices.index(arg.default) + 1 if arg.default in arg.choices else 1,
+                default=arg.default,
             )
             continue
         # an optional argument without a default may be left empty (Enter skips it)
-        default = arg.default if arg.default is not None else (None if arg.required else "")
-        answer: str = click.prompt(label, default=default, show_default=bool(default), err=True)
+        rule = pickers.required(f"argument {arg.name!r}") if arg.required else None
+        shown = label + ("" if arg.required or arg.default is not None else " (optional)")
+        answer = pickers.text(shown, missing=f"-a {arg.name}=VALUE", default=arg.default or "", rule=rule)
         if answer != "" or arg.required:
             values[arg.name] = answer
     return values
+
+
+def check_arg_names(manifest: Manifest, command: str | None, given: dict[str, str]) -> None:
+    """Refuse ``-a`` names the command (or, before it is chosen, every command) does not
+    take: said before any question is asked, with the names it takes and the closest."""
+    from maomao.manifest import ArgumentError
+
+    commands = [manifest.command(command)] if command else list(manifest.commands)
+    names = {arg.name for c in commands for arg in c.args}
+    for key in given:
+        if key not in names:
+            which = command or manifest.name
+            raise ArgumentError(which, key, f"unknown argument {key!r}{known_and_close(key, names)}")
 
 
 def parse_args(pairs: Sequence[str]) -> dict[str, str]:
@@ -77,7 +94,7 @@ def parse_args(pairs: Sequence[str]) -> dict[str, str]:
 # -- tool --------------------------------------------------------------------------------------------
 
 
-@click.group("tool", context_settings=CONTEXT)
+@click.group("tool", cls=SuggestingGroup, context_settings=CONTEXT)
 def tool_group() -> None:
     """Register, install and run collector tools."""
 
@@ -86,18 +103,59 @@ tool_group.add_command(tool_schedule_command())
 
 
 @tool_group.command("add")
-@click.argument("name")
-@click.option(
-    "--repo", required=True, metavar="URL", help="The tool's git repository (no credentials in it)."
-)
+@click.argument("name", required=False)
+@click.option("--repo", metavar="URL", help="The tool's git repository (no credentials in it).")
 @click.option("--ref", metavar="REF", help="Branch, tag or commit to install (default: the remote's HEAD).")
 @click.option("--image", metavar="IMG", help="Container image for the container runner.")
 @click.option("--description", metavar="TEXT", help="One line about the tool.")
-def tool_add(name: str, repo: str, ref: str | None, image: str | None, description: str | None) -> None:
-    """Register tool NAME (or update your own registration of it)."""
-    from maomao.services.tools import add_tool
+@click.option("--no-check", is_flag=True, help="Register without checking the repository answers.")
+def tool_add(
+    name: str | None,
+    repo: str | None,
+    ref: str | None,
+    image: str | None,
+    description: str | None,
+    no_check: bool,
+) -> None:
+    """Register tool NAME (or update your own registration of it).
 
+    First checks that the repository answers (git ls-remote) and has a valid maomao.toml
+    at the ref, unless --no-check. Missing NAME or --repo are asked in a terminal."""
+    from maomao.services.tools import add_tool, check_tool_repo
+
+    missing = [what for what, value in (("argument NAME", name), ("option --repo", repo)) if value is None]
+    if missing:
+        pickers.require_terminal(" and ".join(missing))
+    chosen: dict[str, str] = {}
+
+    def ask_name() -> None:
+        if name is None:
+            chosen["name"] = pickers.text(
+                "tool name", missing="argument NAME", rule=pickers.name_rule("tool")
+            )
+
+    def ask_repo() -> None:
+        if repo is None:
+            chosen["repo"] = pickers.path(
+                "git repository (URL or local path)",
+                missing="option --repo",
+                rule=pickers.required("a repository"),
+            )
+
+    def ask_description() -> None:
+        if name is None and description is None:
+            chosen["description"] = pickers.text(
+                "one line about it (optional)", missing="option --description"
+            )
+
+    pickers.steps(ask_name, ask_repo, ask_description)
+    name = name or chosen["name"]
+    repo = repo or chosen["repo"]
+    description = description if description is not None else (chosen.get("description") or None)
     config = _config()
+    if not no_check:
+        manifest = _arun(check_tool_repo(repo, ref))
+        note(f"checked {repo}: maomao.toml with {', '.join(manifest.command_names)}")
     change = _arun(add_tool(config, name, repo, ref=ref, image=image, description=description))
     record = change.entry.record
     emit(
@@ -114,7 +172,7 @@ def tool_list() -> None:
     config = _config()
     entries = _arun(list_tools(config))
     rows = []
-    for entry in entries:
+    for entry in sorted(entries, key=lambda e: e.record.name):
         install = read_install(config, entry.record.name)
         rows.append({**entry.to_dict(), "installed": install.commit if install else None})
     shown = [
@@ -134,7 +192,7 @@ def tool_list() -> None:
 
 
 @tool_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete(tools))
 def tool_show(name: str) -> None:
     """One tool's record, and its local installation if any."""
     from maomao.services.tools import get_tool, read_install
@@ -164,7 +222,7 @@ def tool_show(name: str) -> None:
 
 
 @tool_group.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=complete(tools))
 def tool_remove(name: str) -> None:
     """Unregister your tool NAME (record and name claim, in one transaction)."""
     from maomao.services.tools import remove_tool
@@ -175,13 +233,18 @@ def tool_remove(name: str) -> None:
 
 
 @tool_group.command("install")
-@click.argument("name")
+@click.argument("name", required=False, shell_complete=complete(tools))
 @click.option("--ref", metavar="REF", help="Branch, tag or commit (default: the registered ref).")
-def tool_install(name: str, ref: str | None) -> None:
-    """Clone (or update in place) tool NAME into your home and validate its maomao.toml."""
+def tool_install(name: str | None, ref: str | None) -> None:
+    """Clone (or update in place) tool NAME into your home and validate its maomao.toml.
+
+    Without NAME, in a terminal: pick one of the registered tools (installed ones marked)."""
     from maomao.services.tools import install_tool
 
+    if name is None:
+        pickers.require_terminal("argument NAME (mao tool list shows the tools)")
     config = _config()
+    name = name or pickers.tool(config)
     install = _arun(install_tool(config, name, ref=ref))
     verb = "updated" if install.previous_commit else "installed"
     moved = f" (was {_short(install.previous_commit)})" if install.previous_commit else ""
@@ -192,10 +255,12 @@ def tool_install(name: str, ref: str | None) -> None:
 
 
 @tool_group.command("run")
-@click.argument("name", required=False)
-@click.argument("command", required=False)
+@click.argument("name", required=False, shell_complete=complete(tools))
+@click.argument("command", required=False, shell_complete=complete(commands))
 @ARG_OPTION
-@click.option("--hub", metavar="HUB", help="Hub the data is about (default: the tool's).")
+@click.option(
+    "--hub", metavar="HUB", help="Hub the data is about (default: the tool's).", shell_complete=complete(hubs)
+)
 @click.option("--dataset", metavar="NAME", help="Dataset written (default: the tool's name).")
 @click.option("--no-publish", is_flag=True, help="Keep the output local: do not publish it.")
 @click.option("--runner", type=click.Choice(RUNNER_NAMES), default=DEFAULT_RUNNER, show_default=True)
@@ -232,7 +297,7 @@ def tool_run(
         if name is None:
             name = _pick_tool(config)
         if GLOBALS.interactive:
-            command, args = _pick_command(config, name, command, args)
+            command, args, hub = _pick_command(config, name, command, args, hub)
 
     def started(event: str, record: Any) -> None:
         if event == "waiting":
@@ -256,14 +321,20 @@ def tool_run(
         "timeout": timeout,
         "environ": dict(os.environ),
     }
-    from maomao.cli.nodeclient import call
+    from maomao.cli.nodeclient import RemoteError, call
 
-    done = call(
-        resolve_home(GLOBALS.home),
-        "tool.run",
-        params,
-        on_event=None if GLOBALS.json else lambda event, doc: started(event, SimpleNamespace(**doc)),
-    )
+    try:
+        done = call(
+            resolve_home(GLOBALS.home),
+            "tool.run",
+            params,
+            on_event=None if GLOBALS.json else lambda event, doc: started(event, SimpleNamespace(**doc)),
+        )
+    except RemoteError as exc:
+        run_doc = exc.doc.get("run")
+        if isinstance(run_doc, dict) and isinstance(run_doc.get("log"), str):
+            _show_log_tail(run_doc["log"])
+        raise
     if done is not None:  # rendered from the plain document: no need to load the models
         emit(done, _run_summary(SimpleNamespace(**done)))
         return
@@ -273,6 +344,8 @@ def tool_run(
     config = config or _config()
     outcome = _arun(run_tool(config, RunRequest(**params), on_event=None if GLOBALS.json else started))
     if outcome.error is not None:
+        if outcome.record.status != "succeeded" and outcome.record.log:
+            _show_log_tail(outcome.record.log)
         raise outcome.error
     emit(outcome.record.to_dict(), _run_summary(outcome.record))
 
@@ -280,44 +353,65 @@ def tool_run(
 def _pick_tool(config: Config) -> str:
     if not GLOBALS.interactive:
         raise UsageError("missing argument NAME (mao tool list shows the tools)")
-    from maomao.services.tools import list_tools
+    from maomao.errors import NotFound
 
-    entries = _arun(list_tools(config))
-    if not entries:
-        raise UsageError("no tool is registered yet: mao tool add NAME --repo URL")
-    chosen = pick(
-        "tool",
-        entries.items,
-        option="argument NAME",
-        label=lambda e: e.record.name,
-        detail=lambda e: f"{e.record.operator}  {e.record.description}".rstrip(),
-        title="Tools:",
-    )
-    return chosen.record.name
+    try:
+        return pickers.tool(config, title="tool:")
+    except NotFound as exc:
+        raise UsageError(exc.message) from None
 
 
 def _pick_command(
-    config: Config, name: str, command: str | None, args: dict[str, str]
-) -> tuple[str, dict[str, str]]:
-    """In a terminal: choose the command if not given, then ask for arguments."""
+    config: Config, name: str, command: str | None, args: dict[str, str], hub: str | None
+) -> tuple[str, dict[str, str], str | None]:
+    """In a terminal: the command (if not given), its arguments, then the hub when neither
+    --hub nor the manifest names one. ``-a`` names are checked before anything is asked;
+    Esc goes back one question."""
     from maomao.services.tools import ensure_installed
 
     manifest: Manifest = _arun(ensure_installed(config, name)).manifest
+    if command is not None and command not in manifest.command_names:
+        from maomao.manifest import ArgumentError
+
+        raise ArgumentError(
+            command,
+            "",
+            f"tool {name!r} has no command {command!r}{known_and_close(command, manifest.command_names)}",
+        )
+    check_arg_names(manifest, command, args)
     every = command is None
-    if command is None:
-        if len(manifest.commands) == 1:
-            command = manifest.commands[0].name
-        else:
-            command = pick(
-                "command",
-                manifest.commands,
-                option="argument COMMAND",
-                label=lambda c: c.name,
-                detail=lambda c: c.description,
-                title=f"Commands of {name}:",
-            ).name
-    chosen = manifest.command(command)
-    return command, ask_arguments(chosen, args, every=every)
+    chosen: dict[str, Any] = {"command": command, "args": args, "hub": hub}
+
+    def ask_command() -> None:
+        if command is None:
+            items = [pickers.Item(c.name, c.name, c.description) for c in manifest.commands]
+            chosen["command"] = pickers.choose(
+                f"command of {name}:", items, missing="argument COMMAND", what="command"
+            )
+            check_arg_names(manifest, chosen["command"], args)
+
+    def ask_args() -> None:
+        chosen["args"] = ask_arguments(manifest.command(chosen["command"]), args, every=every)
+
+    def ask_hub() -> None:
+        if hub is None and not manifest.hub:
+            chosen["hub"] = pickers.hub(config, title=f"hub the data of {name} is about:")
+
+    pickers.steps(ask_command, ask_args, ask_hub)
+    return chosen["command"], chosen["args"], chosen["hub"]
+
+
+#: Lines of a failed run's log shown under its error.
+LOG_TAIL = 10
+
+
+def _show_log_tail(log: str) -> None:
+    from maomao.services.runs import log_tail
+
+    lines = log_tail(Path(log), LOG_TAIL)
+    if lines and not GLOBALS.json:
+        note(f"last {len(lines)} lines of {log}:")
+        note("\n".join(f"  | {line}" for line in lines))
 
 
 def _run_summary(record: Any) -> str:
@@ -334,13 +428,18 @@ def _run_summary(record: Any) -> str:
 # -- run -------------------------------------------------------------------------------------------
 
 
-@click.group("run", context_settings=CONTEXT)
+@click.group("run", cls=SuggestingGroup, context_settings=CONTEXT)
 def run_group() -> None:
     """Runs: their records (in etcd) and logs (in your home)."""
 
 
 @run_group.command("list")
-@click.option("--operator", metavar="OP", help="Another operator's runs (default: yours).")
+@click.option(
+    "--operator",
+    metavar="OP",
+    help="Another operator's runs (default: yours).",
+    shell_complete=complete(operators),
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 def run_list(operator: str | None, limit: int) -> None:
     """The newest runs first."""
@@ -354,6 +453,7 @@ def run_list(operator: str | None, limit: int) -> None:
             **row,
             "what": row["tool"] + (f" {row['command']}" if row["command"] else "") if row["kind"] == "tool"
             else f"pipeline {row['pipeline']}",
+            "status": _status(row),
             "exit": "" if row["exit_code"] is None else row["exit_code"],
             "duration": f"{row['duration']:.2f}s",
             "where": f"{row['hub']}/{row['dataset']}" if row["dataset"] else row["hub"],
@@ -367,6 +467,24 @@ def run_list(operator: str | None, limit: int) -> None:
     )
 
 
+def _status(row: dict[str, Any]) -> str:
+    """A run's status as listed: a run that succeeded but whose publish failed says so."""
+    if row["status"] == "succeeded" and row.get("publish") == "failed":
+        return "succeeded, publish failed"
+    return str(row["status"])
+
+
+def _value(value: Any) -> str:
+    """A record's value as people read it: ``size=5``, ``a, b``, not a Python repr."""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_value(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 @run_group.command("show")
 @click.argument("run_id", metavar="ID")
 @click.option("--operator", metavar="OP", help="Another operator's run (default: yours).")
@@ -378,8 +496,20 @@ def run_show(run_id: str, operator: str | None) -> None:
     record = _arun(get_run(config, run_id, operator=operator))
     doc = record.to_dict()
     width = max(len(k) for k in doc)
-    human = "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in doc.items() if v not in ("", [], {}, None))
+    human = "\n".join(
+        f"{k + ':':<{width + 1}} {_value(v)}" for k, v in doc.items() if v not in ("", [], {}, None)
+    )
+    if record.status not in ("succeeded", "running", "waiting") and record.log:
+        human += f"\nlast lines of the log ({record.log}):\n" + "\n".join(
+            f"  | {line}" for line in _log_lines(record.log)
+        )
     emit(doc, human)
+
+
+def _log_lines(log: str) -> list[str]:
+    from maomao.services.runs import log_tail
+
+    return log_tail(Path(log), LOG_TAIL) or ["(empty)"]
 
 
 @run_group.command("logs")
@@ -399,7 +529,7 @@ def run_logs(run_id: str) -> None:
 # -- pipeline ----------------------------------------------------------------------------------------
 
 
-@click.group("pipeline", context_settings=CONTEXT)
+@click.group("pipeline", cls=SuggestingGroup, context_settings=CONTEXT)
 def pipeline_group() -> None:
     """Pipelines: tool commands run in order, each step's output the next one's input."""
 

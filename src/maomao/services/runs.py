@@ -433,6 +433,20 @@ async def get_run(
         raise InvalidValue(f"unreadable run record at {key}: {_one_line(exc)}") from None
 
 
+def log_tail(path: Path, lines: int = 10) -> list[str]:
+    """The last *lines* lines of a run's log (read from its end: a log may be large);
+    ``[]`` when it is gone or empty. Lines are made printable by the caller."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.rstrip("\r") for line in tail.splitlines()[-lines:]]
+
+
 async def read_log(config: Config, run_id: str, *, store: Store | None = None) -> RunLog:
     """The log of one of this operator's runs, kept in its home.
 

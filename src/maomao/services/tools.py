@@ -63,6 +63,30 @@ def check_repo(repo: str) -> str:
     return repo
 
 
+async def check_tool_repo(repo: str, ref: str | None = None) -> Manifest:
+    """What `tool add` checks before registering: the repository answers (``git
+    ls-remote``), has *ref* (default: its HEAD), and a valid ``maomao.toml`` there.
+
+    :raises GitUnreachable: the repository does not answer (exit 3).
+    :raises RefNotFound: it has no such ref (exit 1).
+    :raises ManifestError: no ``maomao.toml`` at the ref, or a malformed one (exit 1).
+    """
+    from maomao.gitstore.probe import show_file
+    from maomao.manifest import MANIFEST_FILE, parse_manifest
+
+    repo = check_repo(repo)
+    _check_options(ref, None)
+    raw = await asyncio.to_thread(show_file, repo, ref or None, MANIFEST_FILE)
+    where = f"{repo} at {ref or 'HEAD'}"
+    if raw is None:
+        raise ManifestError(f"{MANIFEST_FILE} of {where}", "missing: a tool's repository has one at its root")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(f"{MANIFEST_FILE} of {where}", "not UTF-8") from None
+    return parse_manifest(text, f"{MANIFEST_FILE} of {where}")
+
+
 def _looks_scp(repo: str) -> bool:
     head = repo.split("/", 1)[0]
     return ":" in head and not head.startswith(".")
@@ -101,6 +125,18 @@ def _record_of(kv: KeyValue, name: str, operator: str) -> ToolRecord:
         return _tool_of(kv, name, operator)
     except ValueError as exc:
         raise InvalidValue(f"unreadable tool record at {kv.key}: {_one_line(exc)}") from None
+
+
+def _known(name: str, known: list[str]) -> str:
+    """`` (known: a, b); did you mean 'a'?`` for an unknown tool name (difflib's closest)."""
+    import difflib
+
+    if not known:
+        return " (none is registered yet: mao tool add NAME --repo URL)"
+    names = sorted(known)
+    said = f" (known: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return said + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -268,7 +304,8 @@ async def get_tool(config: Config, name: str, *, store: Store | None = None) -> 
     async with using_store(config, store) as s:
         claim_kv = await s.get(keys.index_tool(name))
         if claim_kv is None:
-            raise NotFound(f"tool {name!r}", f"tool '{name}' is not registered (mao tool list shows them)")
+            known = [kv.key.rsplit("/", 1)[-1] for kv in await s.range(keys.index_tools)]
+            raise NotFound(f"tool {name!r}", f"tool '{name}' is not registered{_known(name, known)}")
         claim = _claim_of(claim_kv)
         record_key = keys.tool(claim.operator, name)  # readers verify the pointer's target
         kv = await s.get(record_key)
