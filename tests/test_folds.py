@@ -93,20 +93,30 @@ def test_one_picker_serves_every_command() -> None:
 
 
 def test_the_picker_aligns_details_and_escapes_what_etcd_said(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from click.testing import CliRunner
+    """The one picker every flow uses, driven in process by prompt_toolkit's pipe input:
+    names aligned, details beside them, control characters shown escaped."""
+    import io
+
+    from prompt_toolkit.application import create_app_session
+    from prompt_toolkit.data_structures import Size
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output.vt100 import Vt100_Output
 
     from maomao.cli import output
     from maomao.cli.interactive import pick
 
     monkeypatch.setattr(output.Globals, "interactive", property(lambda self: True))
     options = [("a", "first"), ("longer", "second \x1b[2J")]
-    with CliRunner().isolation(input="2\n") as (_, err, *_rest):
-        chosen = pick(
-            "tool", options, option="NAME", label=lambda o: o[0], detail=lambda o: o[1], title="Tools:"
-        )
-        shown = err.getvalue().decode()
+    screen = io.StringIO()
+    with create_pipe_input() as keys:
+        keys.send_text("\x1b[B\r")  # down, Enter
+        terminal = Vt100_Output(screen, lambda: Size(rows=24, columns=80), term="xterm")
+        with create_app_session(input=keys, output=terminal):
+            chosen = pick("tool", options, option="NAME", label=lambda o: o[0], detail=lambda o: o[1], title="Tools:")
     assert chosen == ("longer", "second \x1b[2J")
-    assert "Tools:\n    1) a       first\n    2) longer  second \\x1b[2J\n" in shown
+    shown = screen.getvalue()
+    assert "1) a       first" in shown and "2) longer  second \\x1b[2J" in shown
+    assert "\x1b[2J" not in shown.replace("\\x1b[2J", "")  # the item's own escape never reaches the terminal
 
 
 def test_global_options_are_parsed_once_and_listed_in_help(capsys) -> None:  # type: ignore[no-untyped-def]
