@@ -62,6 +62,7 @@ class LazyGroup(click.Group):
         "compare": "maomao.cli.compare:compare",
         "tree": "maomao.cli.tree:tree_command",
         "cluster": "maomao.cli.cluster:cluster_group",
+        "keys": "maomao.cli.sshkeys:keys_group",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
