@@ -4,6 +4,7 @@ retrieve flow over mutual TLS. etcdctl (as root) is the oracle."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
@@ -17,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ETCDCTL_BIN, EtcdMember, Mao, free_port, healthy, wait_until
+from maomao.config import load
 from maomao.services.configfile import set_setting
 from maomao.services.tls import jwt_flag, make_jwt_keys
 from snapshots import publish, write_data
+from test_api import api_for, assert_shape
 from toolrepo import collector_repo
 
 
@@ -150,10 +153,17 @@ def test_auth_enable_grant_confine_and_revoke(
     forged = mallory("tool", "add", "forged", "--repo", str(collector_repo(tmp_path / "forged")))
     assert forged.code == 1, forged.err
     assert forged.err.startswith("error:") and "permission denied" in forged.err, forged.err
+    repo = collector_repo(tmp_path)
+
+    async def forge_through_the_api() -> None:
+        async with api_for(load(mallory.home)) as api:
+            answer = await api.post("/api/v1/tools", {"name": "forged", "repo": str(repo)})
+            assert_shape(answer, 403, "PermissionDenied")
+
+    asyncio.run(forge_through_the_api())
     assert not any("/ops/alice/tools/" in k for k in values(jwt_etcd, f"{ns}/", root_pw))
 
     # every flow still works for each operator: tools, runs, schedules, publish, retrieve, follow
-    repo = collector_repo(tmp_path)
     assert alice("tool", "add", "collector", "--repo", str(repo)).code == 0
     for mao in (alice, bob):
         run = mao("--json", "tool", "run", "collector", "collect", "-a", "rows=4", "--no-publish")
@@ -176,6 +186,15 @@ def test_auth_enable_grant_confine_and_revoke(
         assert any(p.name == "repos.csv" for p in (tmp_path / f"{mao.home.name}-got").rglob("*"))
         follow = mao("--json", "follow", "dockerhub", "--operator", other)
         assert follow.code == 0, follow.err
+    try:  # bob's node follows alice: her next snapshot is handled under bob's own prefix
+        assert bob("up", "--detach").code == 0
+        publish(alice, write_data(tmp_path / "alice-data" / "images"), "--hub", "dockerhub",
+                "--date", "2026-11-21", "--remote", str(tmp_path / "srv" / "alice.git"))  # fmt: skip
+        handled = f"{ns}/ops/bob/handled/"
+        wait_until(lambda: any(k.startswith(handled) for k in values(jwt_etcd, handled, root_pw)), 30,
+                   "bob's node to handle alice's snapshot")  # fmt: skip
+    finally:
+        bob("down")
     stored = values(jwt_etcd, f"{ns}/", root_pw)
     assert not any(bob_pw in v or root_pw in v for v in stored.values())  # no credentials in etcd
 
