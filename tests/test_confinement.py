@@ -135,6 +135,9 @@ def test_auth_enable_grant_confine_and_revoke(
     status = ctl(jwt_etcd, "auth", "status", user=f"root:{root_pw}")
     assert "Authentication Status: true" in status.stdout, status.stdout + status.stderr
     assert ctl(jwt_etcd, "get", "x").returncode != 0  # anonymous clients are refused now
+    again = alice("cluster", "auth", "enable")
+    assert again.code == 1 and "auth is on already" in again.err, again.err
+    assert alice("cluster", "grant", "root").code == 1  # etcd's superuser is no operator
 
     granted = alice("--json", "cluster", "grant", "bob", "--password-file", str(bob.home / "etcd.password"))
     assert granted.code == 0, granted.err
@@ -142,6 +145,8 @@ def test_auth_enable_grant_confine_and_revoke(
     assert (bob.home / "etcd.password").read_text().strip() == bob_pw
     assert mode(bob.home / "etcd.password") == 0o600
     set_setting(bob.home, "etcd.user", "bob")  # what bob does with the password handed over
+    no_root = bob("cluster", "grant", "carol")  # bob's home has no root password
+    assert no_root.code == 1 and "root's password" in no_root.err, no_root.err
     assert alice("cluster", "grant", "bob").code == 1  # a user exists already
     role = ctl(jwt_etcd, "-w", "json", "role", "get", f"bob@{ns}", user=f"root:{root_pw}")
     assert role.returncode == 0, role.stderr

@@ -376,10 +376,20 @@ class Store:
         return api
 
     async def auth_enabled(self) -> bool:
-        """Whether etcd has auth on (anyone may ask)."""
+        """Whether etcd has auth on; an anonymous store may ask too (etcd then refuses the
+        question for want of a user name, which only an etcd with auth on does)."""
         api = self._auth_api()
-        resp = await self.call(lambda: api.auth_status(timeout=self.timeout), "auth status")
-        return bool(resp.enabled)
+
+        async def status() -> bool:
+            try:
+                return bool((await api.auth_status(timeout=self.timeout)).enabled)
+            except (EtcdError, grpc.aio.AioRpcError) as exc:
+                text = str(exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc)
+                if not self._user and "user name is empty" in text:
+                    return True
+                raise
+
+        return await self.call(status, "auth status")
 
     async def auth_enable(self) -> None:
         """Turn auth on (etcd needs a ``root`` user with the ``root`` role first)."""

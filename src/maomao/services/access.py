@@ -14,9 +14,11 @@ client then fails until it logs in again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -177,11 +179,21 @@ def root_password(config: Config) -> str | None:
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
-def admin_store(config: Config) -> Store:
+@contextlib.asynccontextmanager
+async def admin_store(config: Config) -> AsyncIterator[Store]:
     """A store logged in as root (its password from this home), or anonymous when this home
-    has no root password (etcd with auth off lets anyone manage users)."""
+    has no root password and etcd has auth off (anyone may then manage users).
+
+    :raises ConfigError: auth is on and this home has no root password.
+    """
     password = root_password(config)
-    return _store(config, ROOT if password else None, password)
+    async with _store(config, ROOT if password else None, password) as store:
+        if password is None and await store.auth_enabled():
+            raise ConfigError(
+                f"etcd auth is on: managing users needs root's password in {root_password_file(config)} "
+                f"or {ROOT_PASSWORD_ENV}"
+            )
+        yield store
 
 
 def _write_secret(path: Path, value: str) -> None:
