@@ -65,6 +65,14 @@ SETTINGS: tuple[Setting, ...] = (
             kind="int", low=1, high=65535),
     Setting("etcd.user", "etcd_user", "MAO_ETCD_USER", None,
             "etcd user (password in HOME/etcd.password, mode 0600)"),
+    Setting("etcd.ca", "etcd_ca", "MAO_ETCD_CA", None,
+            "PEM file of the CA that signed the etcd servers' certificates (TLS; relative: to HOME)",
+            kind="path"),
+    Setting("etcd.cert", "etcd_cert", "MAO_ETCD_CERT", None,
+            "PEM file of this operator's client certificate (mutual TLS; needs etcd.key and etcd.ca)",
+            kind="path"),
+    Setting("etcd.key", "etcd_key", "MAO_ETCD_KEY", None,
+            "PEM file of the client certificate's private key (mode 0600)", kind="path"),
     Setting("etcd.timeout", "etcd_timeout", "MAO_ETCD_TIMEOUT", 5.0, "deadline for reaching etcd", "seconds",
             kind="float", low=0.001, high=3600),
     Setting("git.remote", "git_remote", "MAO_GIT_REMOTE", None,
@@ -130,6 +138,9 @@ class Config:
     peer_port: int = _default_of("peer_port")
     etcd_timeout: float = _default_of("etcd_timeout")
     etcd_user: str | None = _default_of("etcd_user")
+    etcd_ca: str | None = _default_of("etcd_ca")
+    etcd_cert: str | None = _default_of("etcd_cert")
+    etcd_key: str | None = _default_of("etcd_key")
     git_remote: str | None = _default_of("git_remote")
     git_ssh_key: str | None = _default_of("git_ssh_key")
     presence_ttl: int = _default_of("presence_ttl")
@@ -151,6 +162,10 @@ class Config:
             object.__setattr__(self, "endpoints", (f"http://127.0.0.1:{self.client_port}",))
         if not self.endpoints:
             raise ConfigError("no etcd endpoints: give --etcd URL or --embedded")
+        if bool(self.etcd_cert) != bool(self.etcd_key):
+            raise ConfigError("a client certificate needs both etcd.cert and etcd.key")
+        if self.etcd_cert and not self.etcd_ca:
+            raise ConfigError("a client certificate needs etcd.ca too")
 
     @property
     def keys(self) -> Keys:
@@ -195,6 +210,36 @@ class Config:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"cannot read {path}: not UTF-8 text") from None
+
+    def etcd_tls(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """The PEM bytes of ``(etcd.ca, etcd.cert, etcd.key)`` (``None`` for each unset one).
+
+        :raises ConfigError: a file is missing or unreadable, or the key is readable by others;
+            or the endpoints' schemes do not match (https:// needs etcd.ca, which needs https://).
+        """
+        schemes = {e.partition("://")[0] for e in self.endpoints}
+        if self.etcd_ca and "http" in schemes:
+            raise ConfigError("etcd.ca is set, so every etcd endpoint must be https://")
+        if not self.etcd_ca and "https" in schemes:
+            raise ConfigError("an https:// etcd endpoint needs etcd.ca (the CA of its certificate)")
+        return (
+            self._pem(self.etcd_ca, "etcd.ca"),
+            self._pem(self.etcd_cert, "etcd.cert"),
+            self._pem(self.etcd_key, "etcd.key", private=True),
+        )
+
+    def _pem(self, setting: str | None, name: str, *, private: bool = False) -> bytes | None:
+        if not setting:
+            return None
+        path = self.home / Path(setting).expanduser()  # an absolute path stays as it is
+        try:
+            if private and path.stat().st_mode & 0o077:
+                raise ConfigError(f"{path} ({name}) is readable by others: chmod 600 it")
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{name}: {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path} ({name}): {exc.strerror or exc}") from None
 
     def to_file(self) -> dict[str, Any]:
         """The TOML document written by ``mao init``: every setting, in :data:`SETTINGS`

@@ -89,6 +89,7 @@ class LazyGroup(SuggestingGroup):
         "tree": "maomao.cli.tree:tree_command",
         "cluster": "maomao.cli.cluster:cluster_group",
         "completion": "maomao.cli.completion:completion_command",
+        "keys": "maomao.cli.sshkeys:keys_group",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

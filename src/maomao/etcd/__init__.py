@@ -40,12 +40,17 @@ from maomao.etcd.types import (
 
 
 def open_store(config: Config, *, timeout: float | None = None) -> Store:
-    """A store for the operator's configured endpoints (use with ``async with``)."""
+    """A store for the operator's configured endpoints (use with ``async with``), over TLS
+    when ``etcd.ca`` is set, with the client certificate of ``etcd.cert``/``etcd.key``."""
+    ca, cert, key = config.etcd_tls()
     return Store(
         config.endpoints,
         timeout=timeout or config.etcd_timeout,
         user=config.etcd_user,
         password=config.etcd_password(),
+        ca_cert=ca,
+        cert_key=key,
+        cert_chain=cert,
     )
 
 

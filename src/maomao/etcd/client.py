@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import grpc
 import grpc.aio
@@ -22,6 +22,7 @@ from etcd3aio import (
     EtcdPermissionDeniedError,
     EtcdTransientError,
     EtcdUnauthenticatedError,
+    PermissionType,
     SortOrder,
     SortTarget,
     prefix_range_end,
@@ -369,6 +370,113 @@ class Store:
         assert api is not None
         resp = await self.call(lambda: api.grant(ttl, timeout=self.timeout), "lease")
         return int(resp.ID)
+
+    # -- users, roles and auth (etcd RBAC: root only, once auth is on) -----------------
+    def _auth_api(self) -> Any:
+        api = self._client.auth
+        assert api is not None
+        return api
+
+    async def auth_enabled(self) -> bool:
+        """Whether etcd has auth on; an anonymous store may ask too (etcd then refuses the
+        question for want of a user name, which only an etcd with auth on does)."""
+        api = self._auth_api()
+
+        async def status() -> bool:
+            try:
+                return bool((await api.auth_status(timeout=self.timeout)).enabled)
+            except (EtcdError, grpc.aio.AioRpcError) as exc:
+                text = str(exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc)
+                if not self._user and "user name is empty" in text:
+                    return True
+                raise
+
+        return await self.call(status, "auth status")
+
+    async def auth_enable(self) -> None:
+        """Turn auth on (etcd needs a ``root`` user with the ``root`` role first)."""
+        api = self._auth_api()
+        await self.call(lambda: api.auth_enable(timeout=self.timeout), "auth enable")
+
+    async def auth_disable(self) -> None:
+        api = self._auth_api()
+        await self.call(lambda: api.auth_disable(timeout=self.timeout), "auth disable")
+
+    async def token_kind(self) -> Literal["jwt", "simple", "none"]:
+        """What kind of token etcd issues to this store's user: ``jwt`` (signed, survives
+        an etcd restart) or ``simple`` (lost with a restart); ``none`` without a user."""
+        if not self._user:
+            return "none"
+        api = self._auth_api()
+        user, password = self._user, self._password or ""
+        resp = await self.call(lambda: api.authenticate(user, password, timeout=self.timeout), "authenticate")
+        # a JWT is three base64url parts; a simple token is "random.index"
+        return "jwt" if str(resp.token).count(".") == 2 else "simple"
+
+    async def users(self) -> list[str]:
+        api = self._auth_api()
+        resp = await self.call(lambda: api.user_list(timeout=self.timeout), "user list")
+        return sorted(str(u) for u in resp.users)
+
+    async def user_add(self, name: str, password: str) -> None:
+        api = self._auth_api()
+        await self.call(lambda: api.user_add(name, password, timeout=self.timeout), f"user {name}")
+
+    async def user_delete(self, name: str) -> None:
+        api = self._auth_api()
+        await self.call(lambda: api.user_delete(name, timeout=self.timeout), f"user {name}")
+
+    async def user_roles(self, name: str) -> list[str]:
+        api = self._auth_api()
+        resp = await self.call(lambda: api.user_get(name, timeout=self.timeout), f"user {name}")
+        return sorted(str(r) for r in resp.roles)
+
+    async def user_grant_role(self, user: str, role: str) -> None:
+        api = self._auth_api()
+        await self.call(lambda: api.user_grant_role(user, role, timeout=self.timeout), f"user {user}")
+
+    async def roles(self) -> list[str]:
+        api = self._auth_api()
+        resp = await self.call(lambda: api.role_list(timeout=self.timeout), "role list")
+        return sorted(str(r) for r in resp.roles)
+
+    async def role_add(self, name: str) -> None:
+        api = self._auth_api()
+        await self.call(lambda: api.role_add(name, timeout=self.timeout), f"role {name}")
+
+    async def role_delete(self, name: str) -> None:
+        api = self._auth_api()
+        await self.call(lambda: api.role_delete(name, timeout=self.timeout), f"role {name}")
+
+    async def role_grant_permission(
+        self, role: str, key: str, mode: Literal["read", "write", "readwrite"], *, prefix: bool
+    ) -> None:
+        """Let *role* read and/or write *key* (every key under it with *prefix*)."""
+        api = self._auth_api()
+        perm = {
+            "read": PermissionType.READ,
+            "write": PermissionType.WRITE,
+            "readwrite": PermissionType.READWRITE,
+        }
+        end = prefix_range_end(key) if prefix else None
+        await self.call(
+            lambda: api.role_grant_permission(role, key, end, perm_type=perm[mode], timeout=self.timeout),
+            f"role {role}",
+        )
+
+    async def role_permissions(self, role: str) -> list[tuple[str, str, str]]:
+        """``(mode, key, range_end)`` of every permission of *role* (range_end ``""``: one key)."""
+        api = self._auth_api()
+        resp = await self.call(lambda: api.role_get(role, timeout=self.timeout), f"role {role}")
+        names = {0: "read", 1: "write", 2: "readwrite"}
+        return [
+            (
+                names.get(int(p.permType), "?"),
+                p.key.decode("utf-8", "replace"),
+                p.range_end.decode("utf-8", "replace"),
+            )
+            for p in resp.perm
+        ]
 
     # -- coordination (see the modules for the semantics) ------------------------------
     def lease(self, ttl: int) -> Lease:
