@@ -127,6 +127,8 @@ class EmbeddedEtcd:
     host: str = "127.0.0.1"
     initial_cluster: str = ""
     state: str = "new"
+    #: members founded together share one token (a joined member's is not used)
+    cluster_token: str = ""
 
     @property
     def client_url(self) -> str:
@@ -157,7 +159,7 @@ class EmbeddedEtcd:
             "--initial-advertise-peer-urls", self.peer_url,
             "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             "--initial-cluster-state", self.state,
-            "--initial-cluster-token", f"maomao-{self.name}",
+            "--initial-cluster-token", self.cluster_token or f"maomao-{self.name}",
             "--max-txn-ops", "8192",
             "--auto-compaction-mode", "periodic",
             "--auto-compaction-retention", "1h",

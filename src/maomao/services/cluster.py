@@ -220,7 +220,7 @@ async def _retry(
             if time.monotonic() + pause >= deadline:
                 raise
         await asyncio.sleep(pause)
-        pause = min(pause * 2, 1.0)
+        pause = min(pause * 2, 0.25)
 
 
 def _is_this(member: Member, server: EmbeddedEtcd) -> bool:
@@ -345,35 +345,57 @@ async def _wait_caught_up(
 
     :raises NodeError: the learner died, or did not catch up before *deadline*.
     """
+
+    def check() -> None:
+        if not pid_alive(pid):
+            raise NodeError(f"the new member exited before it caught up: {log_tail(config.paths.etcd_log)}")
+        if time.monotonic() >= deadline:
+            raise NodeError(
+                f"the new member did not catch up with the leader in time (see {config.paths.etcd_log})"
+            )
+
+    # its port answers HTTP before gRPC is worth a channel: a channel opened on a closed
+    # port backs off for a second or more before it tries again
+    while not await asyncio.to_thread(listening, server.local_client_url):
+        check()
+        await asyncio.sleep(0.02)
+    leaders: dict[str, str] = {}  # leader id -> its client URL
     async with Store([server.local_client_url], timeout=STATUS_TIMEOUT) as local:
-        pause = 0.05
+        pause = 0.02
         while True:
-            if not pid_alive(pid):
-                raise NodeError(
-                    f"the new member exited before it caught up: {log_tail(config.paths.etcd_log)}"
-                )
+            check()
             with contextlib.suppress(MaoError):
                 mine = await local.status()
-                leader = await _status_of(remote, mine.leader)
+                leader = await _status_of(remote, mine.leader, leaders)
                 if leader is not None and mine.raft_applied_index >= leader.raft_index - CATCH_UP_GAP:
                     return
-            if time.monotonic() >= deadline:
-                raise NodeError(
-                    f"the new member did not catch up with the leader in time (see {config.paths.etcd_log})"
-                )
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * 2, 0.2)
 
 
-async def _status_of(store: Store, member_id: str) -> ServerStatus | None:
-    """The status of member *member_id*, asked of that member itself."""
+def listening(client_url: str) -> bool:
+    """Whether an etcd answers ``GET /version`` at *client_url* (a learner does). Blocking."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        urllib.request.urlopen(f"{client_url}/version", timeout=0.5) as resp,
+    ):
+        return bool(resp.status == 200)
+    return False
+
+
+async def _status_of(store: Store, member_id: str, urls: dict[str, str]) -> ServerStatus | None:
+    """The status of member *member_id*, asked of that member itself (*urls* remembers
+    where each member answers)."""
     if not member_id or member_id == "0":
         return None
-    for member in await store.members():
-        if member.id == member_id and member.client_urls:
-            async with Store(member.client_urls[:1], timeout=STATUS_TIMEOUT) as one:
-                return await one.status()
-    return None
+    if member_id not in urls:
+        for member in await store.members():
+            if member.client_urls:
+                urls[member.id] = member.client_urls[0]
+    if member_id not in urls:
+        return None
+    async with Store([urls[member_id]], timeout=STATUS_TIMEOUT) as one:
+        return await one.status()
 
 
 async def _undo_join(remote: Store, new: Member, config: Config, moved: str | None) -> None:
