@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -129,6 +130,18 @@ async def test_a_home_joins_a_cluster_survives_the_leaders_death_and_leaves(
             await asyncio.wait_for(task, ELECTION_GAP)
     assert max(b - a for a, b in itertools.pairwise(stamps)) < ELECTION_GAP
 
+    # dave's member does not lead: his node's scheduled maintenance leaves it to the leader's
+    from maomao import config as configuration
+    from maomao.services.cluster import maintain_if_due
+
+    async with Store([dave_url]) as store:
+        assert (
+            await maintain_if_due(
+                configuration.load(dave.home, environ={"MAO_MAINTAIN_EVERY": "0.001"}), store
+            )
+            is None
+        )
+
     # dave leaves: 2 of the 3 other voters are healthy, a quorum of the 3 that remain
     left = await asyncio.to_thread(dave, "--json", "cluster", "leave", timeout=90)
     assert left.code == 0, left.err
@@ -151,8 +164,12 @@ async def test_init_then_join_two_homes_and_leave_refusals(tmp_path: Path, ns: s
     assert founded.json()["started"] and healthy(url)
     assert alice("--json", "cluster", "init").json()["started"] is False  # idempotent
 
+    # bob's node ran once on its own single-member etcd: that data is moved aside, not lost
+    assert bob("up", "--detach").code == 0 and bob("down").code == 0
     joined = bob("--json", "cluster", "join", url, timeout=90)
     assert joined.code == 0, joined.err
+    kept = Path(joined.json()["moved_aside"])
+    assert kept.parent == bob.home and (kept / "member").is_dir()
     members = member_list(url)
     assert sorted(m["name"] for m in members) == ["alice", "bob"] and not any(
         m.get("isLearner") for m in members
@@ -219,3 +236,57 @@ async def test_status_and_maintain_compact_and_defragment(tmp_path: Path, ns: st
 
         human = erin("cluster", "members")
         assert human.code == 0 and "solo" in human.out and "leader" in human.out, human.out
+
+
+def test_a_join_whose_member_cannot_start_is_undone(tmp_path: Path, ns: str) -> None:
+    alice = member_home(tmp_path, "alice", ns)
+    bob = member_home(tmp_path, "bob", ns)
+    url = alice("--json", "cluster", "init").json()["client_url"]
+    config_before = (bob.home / "config.toml").read_text()
+    peer_port = int(config_before.split("peer_port = ")[1].split()[0])
+    with socket.socket() as taken:  # bob's peer port is taken: his member cannot start
+        taken.bind(("127.0.0.1", peer_port))
+        taken.listen()
+        failed = bob("cluster", "join", url, "--timeout", "30", timeout=60)
+    assert failed.code == 1 and failed.err.splitlines()[-1].startswith("error:"), failed.err
+    assert "address already in use" in failed.err
+    # the learner was removed again, and bob's home is as it was
+    assert [m["name"] for m in member_list(url)] == ["alice"]
+    assert (bob.home / "config.toml").read_text() == config_before
+    assert not (bob.home / "etcd.pid").exists()
+
+
+async def test_the_scheduled_maintenance_runs_on_the_leader_once_per_period(tmp_path: Path, ns: str) -> None:
+    from maomao import config as configuration
+    from maomao.services.cluster import maintain_forever, maintain_if_due, maintenance_key
+
+    alice = member_home(tmp_path, "alice", ns)
+    url = alice("--json", "cluster", "init").json()["client_url"]
+    config = configuration.load(alice.home)
+    async with Store([url]) as store:
+        first = await maintain_if_due(config, store)  # alice's member leads its cluster of one
+        assert first is not None and [d.member for d in first.defragmented] == ["alice"]
+        assert await store.get(maintenance_key(config)) is not None
+        assert await maintain_if_due(config, store) is None  # not due again before a day
+        never = configuration.load(alice.home, environ={"MAO_MAINTAIN_EVERY": "0"})
+        assert await maintain_if_due(never, store) is None
+        now = configuration.load(alice.home, environ={"MAO_MAINTAIN_EVERY": "0.001"})
+        assert await maintain_if_due(now, store) is not None
+
+        # the node's part: up at once, then a round per check while it is due
+        ups: list[int] = []
+        recorded = await store.get(maintenance_key(config))
+        assert recorded is not None
+        part = asyncio.create_task(maintain_forever(now, store, lambda: ups.append(1), check_every=0.05))
+        try:
+
+            async def maintained_again() -> bool:
+                latest = await store.get(maintenance_key(config))
+                return latest is not None and latest.mod_revision > recorded.mod_revision
+
+            await until(maintained_again, 10, "a scheduled round")
+            assert ups == [1]
+        finally:
+            part.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await part

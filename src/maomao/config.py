@@ -93,6 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the member list a joined member first starts with (written by `mao cluster join`)"),
     Setting("cluster.state", "cluster_state", "MAO_CLUSTER_STATE", "new",
             "new (this member founded its cluster) or existing (it joined one)"),
+    Setting("cluster.maintain_every", "maintain_every", "MAO_MAINTAIN_EVERY", 86400.0,
+            "how often the node whose member leads runs `mao cluster maintain` (0: never)", "seconds",
+            kind="float", low=0, high=365 * 86400),
 )  # fmt: skip
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 _SETTINGS_BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -148,6 +151,7 @@ class Config:
     cluster_host: str = _default_of("cluster_host")
     initial_cluster: str | None = _default_of("initial_cluster")
     cluster_state: str = _default_of("cluster_state")
+    maintain_every: float = _default_of("maintain_every")
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
+import logging
 import re
 import shutil
 import time
@@ -34,6 +36,7 @@ from maomao.pids import pid_alive
 from maomao.services.pidfile import running_state
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: etcd's default storage quota (``--quota-backend-bytes``), when a member does not say its own.
 DEFAULT_QUOTA = 2 * 1024**3
@@ -667,3 +670,59 @@ async def maintain(
     return MaintainResult(
         compacted_revision=record.compacted_revision, compacted=compacted, defragmented=done, skipped=skipped
     )
+
+
+async def maintain_if_due(
+    config: Config, store: Store, *, keep: int = DEFAULT_KEEP_REVISIONS
+) -> MaintainResult | None:
+    """One scheduled round: :func:`maintain` when this home's member leads the cluster and
+    the last maintenance is older than ``cluster.maintain_every``; else nothing (``None``).
+
+    Only the leader's node acts, so a federation maintains once per period whoever hosts
+    members; the record in etcd carries the period across leader changes.
+    """
+    if not config.embedded or config.maintain_every <= 0:
+        return None
+    server = member_server(config)
+    async with Store([server.local_client_url], timeout=STATUS_TIMEOUT) as local:
+        status = await local.status()
+    if status.member_id != status.leader:
+        return None
+    previous, _ = await last_maintenance(config, store)
+    last = max([previous.compacted_at, *(d.at for d in previous.defragmented)], default="")
+    if last and _age_seconds(last) < config.maintain_every:
+        return None
+    return await maintain(config, store, keep=keep)
+
+
+def _age_seconds(stamp: str) -> float:
+    """Seconds since an ISO timestamp read from etcd (a bad one counts as long ago)."""
+    try:
+        then = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return float("inf")
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.UTC)
+    return (dt.datetime.now(dt.UTC) - then).total_seconds()
+
+
+async def maintain_forever(
+    config: Config, store: Store, up: Callable[[], None], *, check_every: float = 300.0
+) -> None:
+    """The node's part (*up* tells its supervisor it runs): every *check_every* seconds,
+    :func:`maintain_if_due`. A failed round is logged and tried again at the next check,
+    never fatal to the node."""
+    up()
+    while True:
+        try:
+            done = await maintain_if_due(config, store)
+        except MaoError as exc:
+            log.warning("scheduled cluster maintenance failed: %s", exc)
+        else:
+            if done is not None:
+                log.info(
+                    "cluster maintained: compacted to %d, %d member(s) defragmented",
+                    done.compacted_revision,
+                    len(done.defragmented),
+                )
+        await asyncio.sleep(check_every)
