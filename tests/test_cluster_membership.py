@@ -174,6 +174,10 @@ async def test_init_then_join_two_homes_and_leave_refusals(tmp_path: Path, ns: s
     assert sorted(m["name"] for m in members) == ["alice", "bob"] and not any(
         m.get("isLearner") for m in members
     )
+    # bob's node restarts his joined member from his config (state existing, its data dir)
+    assert bob("down").code == 0 and not healthy(joined.json()["client_url"])
+    assert bob("up", "--detach").code == 0
+    assert healthy(joined.json()["client_url"]) and len(member_list(url)) == 2
     again = bob("cluster", "join", url)
     assert again.code == 1 and again.err.splitlines()[-1].startswith("error:") and "already" in again.err
 
