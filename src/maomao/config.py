@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -94,6 +95,15 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds", kind="float", low=0, high=86400),
     Setting("import_dir", "import_dir_setting", "MAO_IMPORT_DIR", None,
             "where retrieved snapshots go (default HOME/imports)", kind="path"),
+    Setting("cluster.host", "cluster_host", "MAO_CLUSTER_HOST", "127.0.0.1",
+            "address other members and clients reach this node's etcd member at (`mao cluster init`)"),
+    Setting("cluster.initial_cluster", "initial_cluster", "MAO_INITIAL_CLUSTER", None,
+            "the member list a joined member first starts with (written by `mao cluster join`)"),
+    Setting("cluster.state", "cluster_state", "MAO_CLUSTER_STATE", "new",
+            "new (this member founded its cluster) or existing (it joined one)"),
+    Setting("cluster.maintain_every", "maintain_every", "MAO_MAINTAIN_EVERY", 86400.0,
+            "how often the node whose member leads runs `mao cluster maintain` (0: never)", "seconds",
+            kind="float", low=0, high=365 * 86400),
 )  # fmt: skip
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 _SETTINGS_BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -149,12 +159,17 @@ class Config:
     stop_grace: float = _default_of("stop_grace")
     retry_delay: float = _default_of("retry_delay")
     import_dir_setting: str | None = field(default=_default_of("import_dir_setting"), repr=False)
+    cluster_host: str = _default_of("cluster_host")
+    initial_cluster: str | None = _default_of("initial_cluster")
+    cluster_state: str = _default_of("cluster_state")
+    maintain_every: float = _default_of("maintain_every")
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:
             check_value(setting, getattr(self, setting.attr))
         if self.git_remote:
             check_remote_template(self.git_remote)
+        check_cluster_settings(self.cluster_host, self.initial_cluster, self.cluster_state)
         validate_name(self.operator, "operator")
         object.__setattr__(self, "namespace", validate_namespace(self.namespace))
         object.__setattr__(self, "endpoints", tuple(normalize_endpoint(e) for e in self.endpoints))
@@ -343,6 +358,30 @@ def check_value(setting: Setting, value: object) -> None:
         )
     if not ok:
         raise InvalidSetting(setting.name, f"expected {_expected(setting)}, got {_shown(value)}")
+
+
+#: A host name or an IPv4 address (no scheme, port or path): what `cluster.host` holds.
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+#: One ``name=http://host:port`` entry of ``cluster.initial_cluster`` (a member added but
+#: not started yet has no name).
+_INITIAL_MEMBER_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,62})?=https?://[A-Za-z0-9.-]+:[0-9]{1,5}")
+
+
+def check_cluster_settings(host: str, initial_cluster: str | None, state: str) -> None:
+    """Refuse a ``cluster.host`` that is not a bare host, an ``initial_cluster`` that is
+    not ``name=URL,…`` and a ``state`` other than new or existing: each ends up on
+    etcd's command line.
+
+    :raises InvalidSetting: naming the setting and what it must hold.
+    """
+    if not _HOST_RE.fullmatch(host):
+        raise InvalidSetting("cluster.host", f"expected a host name or IPv4 address, got {_shown(host)}")
+    if initial_cluster and not all(_INITIAL_MEMBER_RE.fullmatch(m) for m in initial_cluster.split(",")):
+        raise InvalidSetting(
+            "cluster.initial_cluster", f"expected NAME=http://HOST:PORT[,…], got {_shown(initial_cluster)}"
+        )
+    if state not in ("new", "existing"):
+        raise InvalidSetting("cluster.state", f"expected new or existing, got {_shown(state)}")
 
 
 def check_remote_template(template: str) -> None:

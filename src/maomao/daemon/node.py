@@ -28,7 +28,7 @@ from maomao.daemon.scheduler import Federation, Scheduler, lead_federation
 from maomao.daemon.supervisor import Part, PartFailed, Supervisor
 from maomao.errors import AlreadyExists, NodeError
 from maomao.etcd import Store, open_store
-from maomao.etcd.server import EmbeddedEtcd, stop_process
+from maomao.etcd.server import stop_process
 from maomao.models import TaskState
 from maomao.services.pidfile import NodeState, running_state
 
@@ -44,6 +44,8 @@ class Node:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.etcd_process: subprocess.Popen[bytes] | None = None
+        #: the pid of the etcd member this node started or adopted (0: none)
+        self.etcd_pid = 0
         self.state = NodeState(pid=os.getpid(), started_at=now_iso(), api_url=config.api_url)
         self.supervisor: Supervisor | None = None
         self._accepting = False
@@ -153,16 +155,26 @@ class Node:
         self.state.write(self.config)
 
     def _start_etcd(self) -> None:
+        """Start this home's etcd member, or adopt the one `mao cluster init`/`join` left
+        running in the background (a joined member starts with its initial cluster and
+        state ``existing``, which etcd ignores once its data dir holds the member)."""
+        from maomao.services.cluster import adoptable_member, member_server
+
         cfg = self.config
-        server = EmbeddedEtcd(cfg.operator, cfg.paths.etcd_data_dir, cfg.client_port, cfg.peer_port)
-        self.etcd_process = server.start(cfg.paths.etcd_log)
-        cfg.paths.etcd_pid_file.write_text(str(self.etcd_process.pid))
-        self.state = self.state.replace(etcd_pid=self.etcd_process.pid)
+        adopted = adoptable_member(cfg)
+        if adopted is not None:
+            log.info("adopting the etcd member already running (pid %d)", adopted)
+            self.etcd_pid = adopted
+        else:
+            self.etcd_process = member_server(cfg).start(cfg.paths.etcd_log)
+            self.etcd_pid = self.etcd_process.pid
+        cfg.paths.etcd_pid_file.write_text(str(self.etcd_pid))
+        self.state = self.state.replace(etcd_pid=self.etcd_pid)
         self.state.write(cfg)
 
     async def _shutdown(self) -> None:
-        if self.etcd_process is not None:
-            await asyncio.to_thread(stop_process, self.etcd_process.pid)
+        if self.etcd_pid:
+            await asyncio.to_thread(stop_process, self.etcd_pid)
             with contextlib.suppress(OSError):
                 self.config.paths.etcd_pid_file.unlink()
         state = NodeState.read(self.config)

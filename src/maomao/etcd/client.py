@@ -31,8 +31,9 @@ from etcd3aio._protobuf import Compare as PbCompare
 from etcd3aio._protobuf import PutRequest, RequestOp
 from etcd3aio.kv import KVService
 
-from maomao.errors import Conflict, MaoError, PermissionDenied, Unavailable
+from maomao.errors import EXIT_UNREACHABLE, Conflict, MaoError, PermissionDenied, Unavailable
 from maomao.etcd.types import (
+    Alarm,
     Compare,
     Delete,
     Get,
@@ -336,6 +337,8 @@ class Store:
 
     # -- cluster -----------------------------------------------------------------------
     async def status(self) -> ServerStatus:
+        """The status of the member this store's channel reaches (open a store on one
+        endpoint to ask a given member)."""
         maint = self._client.maintenance
         assert maint is not None
         resp = await self.call(lambda: maint.status(timeout=self.timeout))
@@ -347,21 +350,107 @@ class Store:
             member_id=f"{resp.header.member_id:x}",
             raft_term=int(resp.raftTerm),
             revision=int(resp.header.revision),
+            db_size_in_use=int(resp.dbSizeInUse),
+            raft_index=int(resp.raftIndex),
+            raft_applied_index=int(resp.raftAppliedIndex),
+            is_learner=bool(resp.isLearner),
+            errors=[str(e) for e in resp.errors],
         )
 
-    async def members(self) -> list[Member]:
+    async def members(self, *, linearizable: bool = True) -> list[Member]:
+        """The member list; not *linearizable*: as the member reached knows it (answers
+        without a quorum, may be stale)."""
         cluster = self._client.cluster
         assert cluster is not None
-        resp = await self.call(lambda: cluster.member_list(timeout=self.timeout))
+        resp = await self.call(lambda: cluster.member_list(linearizable=linearizable, timeout=self.timeout))
+        return _members(resp.members)
+
+    async def member_add(
+        self, peer_urls: Sequence[str], *, learner: bool = False
+    ) -> tuple[Member, list[Member]]:
+        """Add a member (a non-voting learner with *learner*); returns it and the new list.
+
+        :raises MembershipBusy: when etcd refuses for now (unhealthy cluster, too many learners).
+        """
+        cluster = self._client.cluster
+        assert cluster is not None
+        resp = await self._membership(
+            lambda: cluster.member_add(
+                list(peer_urls), is_learner=learner, timeout=self.timeout, max_attempts=1
+            ),
+            "member add",
+        )
+        return _members([resp.member])[0], _members(resp.members)
+
+    async def member_promote(self, member_id: str) -> list[Member]:
+        """Make a learner a voting member.
+
+        :raises MembershipBusy: while the learner is not in sync with the leader yet.
+        """
+        cluster = self._client.cluster
+        assert cluster is not None
+        resp = await self._membership(
+            lambda: cluster.member_promote(int(member_id, 16), timeout=self.timeout, max_attempts=1),
+            "member promote",
+        )
+        return _members(resp.members)
+
+    async def member_remove(self, member_id: str) -> list[Member]:
+        """Remove a member (its process goes on running: stop it too)."""
+        cluster = self._client.cluster
+        assert cluster is not None
+        resp = await self._membership(
+            lambda: cluster.member_remove(int(member_id, 16), timeout=self.timeout, max_attempts=1),
+            "member remove",
+        )
+        return _members(resp.members)
+
+    async def member_update(self, member_id: str, peer_urls: Sequence[str]) -> list[Member]:
+        """Change the peer URLs a member is reached at."""
+        cluster = self._client.cluster
+        assert cluster is not None
+        resp = await self._membership(
+            lambda: cluster.member_update(int(member_id, 16), list(peer_urls), timeout=self.timeout),
+            "member update",
+        )
+        return _members(resp.members)
+
+    async def _membership(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        """A membership change: the refusals etcd gives right after another change, or
+        while a learner catches up, become :class:`MembershipBusy` (worth a retry)."""
+        try:
+            return await self.call(fn, what)
+        except MaoError as exc:
+            cause = exc.__context__
+            said = cause.details() if isinstance(cause, grpc.aio.AioRpcError) else str(cause or "")
+            text = f"{exc} {said}"
+            for reason in RETRYABLE_MEMBERSHIP:
+                if reason in text:
+                    raise MembershipBusy(what, reason) from None
+            raise
+
+    async def compact(self, revision: int) -> None:
+        """Drop the history before *revision* (physically: wait until the backend did)."""
+        kv = self._client.kv
+        assert kv is not None
+        await self.call(lambda: kv.compact(revision, physical=True, timeout=self.timeout), "compact")
+
+    async def defragment(self, timeout: float = 120.0) -> None:
+        """Give the freed pages of the DB file back, on the member this store reaches.
+        The member answers nothing else meanwhile: do one member at a time."""
+        maint = self._client.maintenance
+        assert maint is not None
+        await self.call(lambda: maint.defragment(timeout=timeout, max_attempts=1), "defragment")
+
+    async def alarms(self) -> list[Alarm]:
+        """The alarms raised on any member."""
+        maint = self._client.maintenance
+        assert maint is not None
+        resp = await self.call(lambda: maint.alarms(timeout=self.timeout))
+        names = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
         return [
-            Member(
-                id=f"{m.ID:x}",
-                name=m.name,
-                peer_urls=list(m.peerURLs),
-                client_urls=list(m.clientURLs),
-                is_learner=bool(m.isLearner),
-            )
-            for m in resp.members
+            Alarm(member_id=f"{a.memberID:x}", alarm=names.get(int(a.alarm), str(a.alarm)))
+            for a in resp.alarms
         ]
 
     async def grant(self, ttl: int) -> int:
@@ -505,6 +594,41 @@ class Store:
     async def ping(self) -> None:
         """Raise :class:`Unavailable` unless etcd answers a read."""
         await self.revision()
+
+
+#: What etcd answers to a membership change it refuses for now, not for good.
+RETRYABLE_MEMBERSHIP = (
+    "unhealthy cluster",
+    "too many learner members",
+    "can only promote a learner member which is in sync with leader",
+    "not enough started members",
+    "leader changed",
+)
+
+
+class MembershipBusy(MaoError):
+    """etcd refused a membership change for now (right after another one, or while a
+    learner catches up): retry a little later."""
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"etcd refused {what} for now: {reason} (retry in a few seconds)")
+        self.what = what
+        self.reason = reason
+
+
+def _members(raw: Sequence[Any]) -> list[Member]:
+    return [
+        Member(
+            id=f"{m.ID:x}",
+            name=m.name,
+            peer_urls=list(m.peerURLs),
+            client_urls=list(m.clientURLs),
+            is_learner=bool(m.isLearner),
+        )
+        for m in raw
+    ]
 
 
 #: gRPC codes after which a stream or a call is worth trying again: the server is away,

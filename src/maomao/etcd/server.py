@@ -112,17 +112,33 @@ def die_with_parent(argv: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class EmbeddedEtcd:
-    """One single-member etcd on loopback ports, its data in the operator's home."""
+    """The operator's own etcd member, its data in the operator's home.
+
+    Alone it is a single-member cluster on loopback. As a member of a federation
+    (`mao cluster init` / `join`) it listens on *host* as well and advertises it, and a
+    joined member starts with the *initial_cluster* that ``member add`` returned and
+    *state* ``existing`` (both are ignored by etcd once the data dir holds a member).
+    """
 
     name: str
     data_dir: Path
     client_port: int
     peer_port: int
     host: str = "127.0.0.1"
+    initial_cluster: str = ""
+    state: str = "new"
+    #: members founded together share one token (a joined member's is not used)
+    cluster_token: str = ""
 
     @property
     def client_url(self) -> str:
+        """The URL other members and clients reach this member at."""
         return f"http://{self.host}:{self.client_port}"
+
+    @property
+    def local_client_url(self) -> str:
+        """The URL the operator's own node talks to (loopback is always listened on)."""
+        return f"http://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -130,16 +146,20 @@ class EmbeddedEtcd:
 
     def argv(self, binary: Path) -> list[str]:
         # Every URL is set: otherwise the defaults (2379/2380 on localhost) leak in.
+        listen = self.client_url
+        if self.local_client_url != self.client_url:
+            listen = f"{self.local_client_url},{self.client_url}"
         return [
             str(binary),
             "--name", self.name,
             "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.client_url,
+            "--listen-client-urls", listen,
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", f"{self.name}={self.peer_url}",
-            "--initial-cluster-token", f"maomao-{self.name}",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
+            "--initial-cluster-state", self.state,
+            "--initial-cluster-token", self.cluster_token or f"maomao-{self.name}",
             "--max-txn-ops", "8192",
             "--auto-compaction-mode", "periodic",
             "--auto-compaction-retention", "1h",
@@ -147,14 +167,24 @@ class EmbeddedEtcd:
         ]  # fmt: skip
 
     def start(
-        self, log_file: Path, *, dies_with_parent: bool = True, timeout: float = 20.0
+        self,
+        log_file: Path,
+        *,
+        dies_with_parent: bool = True,
+        detach: bool = False,
+        wait: bool = True,
+        timeout: float = 20.0,
     ) -> subprocess.Popen[bytes]:
-        """Start etcd and return once ``/health`` answers.
+        """Start etcd and return once ``/health`` answers (unless not *wait*: a learner
+        answers no linearizable read, so its caller polls its status instead).
+
+        With *detach* etcd gets its own session and outlives this process (`mao cluster
+        join` starts the member the node later adopts).
 
         :raises NodeError: if the port is taken, the process dies, or it stays unhealthy.
         """
-        if health(self.client_url, timeout=0.3):
-            raise NodeError(f"something already answers at {self.client_url}: is another node running?")
+        if health(self.local_client_url, timeout=0.3):
+            raise NodeError(f"something already answers at {self.local_client_url}: is another node running?")
         binary = find_etcd().path
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
@@ -162,18 +192,26 @@ class EmbeddedEtcd:
         with open(log_file, "ab") as log:
             argv = self.argv(binary)
             process = subprocess.Popen(
-                die_with_parent(argv) if dies_with_parent else argv,
+                die_with_parent(argv) if dies_with_parent and not detach else argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=detach,
             )
+        if not wait:
+            return process
         try:
-            wait_healthy(self.client_url, timeout, process)
+            wait_healthy(self.local_client_url, timeout, process)
         except NodeError as exc:
             stop_process(process.pid)
             tail = _tail(log_file)
             raise NodeError(f"{exc}{': ' + tail if tail else ''}") from None
         return process
+
+
+def log_tail(path: Path) -> str:
+    """The last line of an etcd log, as a message (for errors)."""
+    return _tail(path)
 
 
 def _tail(path: Path, lines: int = 1) -> str:

@@ -209,6 +209,8 @@ class Member(msgspec.Struct, frozen=True):
 
 
 class ServerStatus(msgspec.Struct, frozen=True):
+    """What one member says of itself (``Maintenance.Status``)."""
+
     endpoint: str
     version: str
     db_size: int
@@ -216,14 +218,33 @@ class ServerStatus(msgspec.Struct, frozen=True):
     member_id: str
     raft_term: int
     revision: int
+    #: bytes of the DB file holding live data (the rest is freed by a defragmentation)
+    db_size_in_use: int = 0
+    raft_index: int = 0
+    raft_applied_index: int = 0
+    is_learner: bool = False
+    #: what the member reports wrong with itself (alarms, a lost leader)
+    errors: list[str] = msgspec.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "endpoint": self.endpoint,
             "version": self.version,
             "db_size": self.db_size,
+            "db_size_in_use": self.db_size_in_use,
             "leader": self.leader,
             "member_id": self.member_id,
             "raft_term": self.raft_term,
+            "raft_index": self.raft_index,
+            "raft_applied_index": self.raft_applied_index,
             "revision": self.revision,
+            "is_learner": self.is_learner,
+            "errors": self.errors,
         }
+
+
+class Alarm(msgspec.Struct, frozen=True):
+    """An alarm raised on a member (``NOSPACE``: the DB reached its quota; ``CORRUPT``)."""
+
+    member_id: str
+    alarm: str
