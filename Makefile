@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: install sysdeps demo test lint pytest bench lock clean
 
 # Debian packages the suite uses (sandbox runner, ssh git server); as root, once.
-SYSDEPS := bwrap:bubblewrap sshd:openssh-server
+SYSDEPS := bwrap:bubblewrap sshd:openssh-server openssl:openssl
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || test -x /usr/sbin/$$cmd || missing="$$missing $$pkg"; done; \

@@ -222,6 +222,29 @@ def test_auth_enable_refuses_simple_tokens(simple_etcd: FlaggedMember, tmp_path:
     assert alice("dataset", "hubs").code == 0  # the home still works, without auth
 
 
+def test_an_embedded_node_issues_jwt_so_auth_enable_works_and_survives_a_restart(tmp_path: Path) -> None:
+    """The home's own member starts with JWT tokens (an ES256 pair made at its first start):
+    `mao cluster auth enable` needs no restart of etcd, and the node works after one."""
+    alice = Mao(tmp_path / "alice")
+    made = alice("init", "--operator", "alice", "--embedded", "--client-port", str(free_port()),
+                 "--peer-port", str(free_port()), "--api-port", str(free_port()))  # fmt: skip
+    assert made.code == 0, made.err
+    try:
+        assert alice("up", "--detach").code == 0
+        assert mode(alice.home / "etcd-jwt" / "jwt.key") == 0o600
+        enabled = alice("cluster", "auth", "enable")
+        assert enabled.code == 0, enabled.err
+        assert alice("down").code == 0 and alice("up", "--detach").code == 0
+        data = write_data(tmp_path / "work" / "images")
+        remote = tmp_path / "a.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+        doc = publish(alice, data, "--hub", "dockerhub", "--remote", str(remote))
+        assert doc["state"] == "advertised"
+        assert alice("--json", "dataset", "list", "--hub", "dockerhub").json()["snapshots"]
+    finally:
+        alice("down")
+
+
 def test_tls_init_and_publish_retrieve_over_mutual_tls(
     tmp_path: Path, ns: str, git_config: Path, bare_repo: Callable[..., Path]
 ) -> None:

@@ -90,17 +90,19 @@ class Node:
         federation = Scheduler(self.config, store, scope=Federation(self.config))
         follower = Follower(self.config, store)
 
-        self.supervisor = Supervisor(
-            [
-                Part("presence", presence.hold),
-                Part("outbox", partial(flush_outbox_forever, self.config, store)),
-                Part("api", partial(serve_api, self.config, app)),
-                Part("scheduler", scheduler.main),
-                Part("federation", partial(lead_federation, federation, ttl=self.config.presence_ttl)),
-                Part("follower", follower.main),
-            ],
-            on_change=self._record_tasks,
-        )
+        parts = [
+            Part("presence", presence.hold),
+            Part("outbox", partial(flush_outbox_forever, self.config, store)),
+            Part("api", partial(serve_api, self.config, app)),
+            Part("scheduler", scheduler.main),
+            Part("federation", partial(lead_federation, federation, ttl=self.config.presence_ttl)),
+            Part("follower", follower.main),
+        ]
+        if self.config.embedded:  # a member's upkeep: run by the node whose member leads
+            from maomao.services.cluster import maintain_forever
+
+            parts.append(Part("maintenance", partial(maintain_forever, self.config, store)))
+        self.supervisor = Supervisor(parts, on_change=self._record_tasks)
         self.supervisor.start()
         try:
             await self._until_ready(stop)

@@ -129,6 +129,8 @@ class EmbeddedEtcd:
     state: str = "new"
     #: members founded together share one token (a joined member's is not used)
     cluster_token: str = ""
+    #: etcd's ``--auth-token`` (JWT for a federation's auth: simple tokens die with a restart)
+    auth_token: str = ""
 
     @property
     def client_url(self) -> str:
@@ -164,6 +166,7 @@ class EmbeddedEtcd:
             "--auto-compaction-mode", "periodic",
             "--auto-compaction-retention", "1h",
             "--log-level", "warn",
+            *(("--auth-token", self.auth_token) if self.auth_token else ()),
         ]  # fmt: skip
 
     def start(

@@ -44,7 +44,7 @@ class SimpleTokens(MaoError):
     def __init__(self) -> None:
         super().__init__(
             "etcd issues simple tokens, which are lost when etcd restarts: start it with "
-            "--auth-token jwt,pub-key=PUB,priv-key=KEY,sign-method=RS256 (auth left off; "
+            "--auth-token jwt,pub-key=PUB,priv-key=KEY,sign-method=ES256 (auth left off; "
             "--allow-simple-tokens to enable it anyway)"
         )
 

@@ -162,6 +162,8 @@ class MaintainResult(Record, frozen=True, kw_only=True):
 # -- the member of this home ---------------------------------------------------------------
 def member_server(config: Config) -> EmbeddedEtcd:
     """The embedded etcd member this home runs, as its config describes it."""
+    from maomao.services.tls import member_jwt_flag
+
     return EmbeddedEtcd(
         config.operator,
         config.paths.etcd_data_dir,
@@ -170,6 +172,7 @@ def member_server(config: Config) -> EmbeddedEtcd:
         host=config.cluster_host,
         initial_cluster=config.initial_cluster or "",
         state=config.cluster_state,
+        auth_token=member_jwt_flag(config.home),
     )
 
 

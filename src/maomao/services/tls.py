@@ -106,17 +106,35 @@ def _leaf(where: Path, name: str, subject: str, usage: str, names: list[str], da
 
 
 def make_jwt_keys(where: Path) -> tuple[Path, Path]:
-    """``jwt.key`` (0600) and ``jwt.pub`` in *where*: etcd signs its auth tokens with them."""
+    """``jwt.key`` (0600) and ``jwt.pub`` in *where*: etcd signs its auth tokens with them.
+    A P-256 pair (ES256): made in milliseconds, where an RSA pair takes a good fraction of
+    a second, so every embedded member can have one from its first start."""
     where.mkdir(parents=True, exist_ok=True)
-    _openssl("jwt.key", "genrsa", "-out", "jwt.key", "2048", cwd=where)
+    _openssl("jwt.key", "ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "jwt.key", cwd=where)
     (where / "jwt.key").chmod(0o600)
-    _openssl("jwt.pub", "rsa", "-in", "jwt.key", "-pubout", "-out", "jwt.pub", cwd=where)
+    _openssl("jwt.pub", "ec", "-in", "jwt.key", "-pubout", "-out", "jwt.pub", cwd=where)
     return where / "jwt.key", where / "jwt.pub"
 
 
 def jwt_flag(key: Path, pub: Path, ttl: str = "10m") -> str:
-    """etcd's ``--auth-token`` value for JWT tokens signed with this RSA pair."""
-    return f"jwt,pub-key={pub},priv-key={key},sign-method=RS256,ttl={ttl}"
+    """etcd's ``--auth-token`` value for JWT tokens signed with this P-256 pair."""
+    return f"jwt,pub-key={pub},priv-key={key},sign-method=ES256,ttl={ttl}"
+
+
+def member_jwt_flag(home: Path) -> str:
+    """The ``--auth-token`` of the home's embedded member: JWT with the home's own pair
+    (made at the first start), so that `mao cluster auth enable` works and its tokens
+    survive a restart of etcd. Without openssl, "" (etcd's simple tokens; auth enable
+    then says what is missing)."""
+    import shutil
+
+    where = home / "etcd-jwt"
+    key, pub = where / "jwt.key", where / "jwt.pub"
+    if not (key.exists() and pub.exists()):
+        if shutil.which("openssl") is None:
+            return ""
+        key, pub = make_jwt_keys(where)
+    return jwt_flag(key, pub)
 
 
 def init_tls(
