@@ -119,3 +119,16 @@ def test_following_spikes_notifies_each_spike_once(alice_bob, bare_repo, tmp_pat
     wait_until(lambda: len(lines(seen)) >= 1, 20, "the spike notification")
     (event,) = lines(seen)
     assert (event["event"], event["operator"], event["date"], event["value"]) == ("spike", "bob", "2026-11-05", 40.0)
+
+
+def test_follow_spikes_is_a_subscription_to_spike_events(operator_home) -> None:  # type: ignore[no-untyped-def]
+    alice = operator_home("alice")
+    made = alice("--json", "follow", "spikes", "dockerhub", "--operator", "bob", "--exec", "cat")
+    assert made.code == 0, made.err
+    record = made.json()
+    assert (record["spikes"], record["hub"], record["of_operator"], record["notify"], record["argv"]) == (
+        True, "dockerhub", "bob", "command", ["cat"]
+    )
+    listed = alice("follow", "list")
+    assert listed.code == 0 and "spikes of bob" in listed.out
+    assert alice("follow", "spikes", "docker hub").code == 1

@@ -70,6 +70,18 @@ def _what(record: object) -> str:
     return f"{scope}, {action[record.notify]}{then}"
 
 
+@follow_group.command("spikes")
+@click.argument("hub", shell_complete=complete(hubs))
+@click.option("--operator", "of_operator", help="Only this operator's spikes.")
+@click.option("--webhook", metavar="URL", help="POST each spike as JSON to URL (retried with backoff).")
+@click.option("--exec", "argv", metavar="ARGV", help="Run ARGV (no shell) with each spike as JSON on stdin.")
+@click.pass_context
+def follow_spikes(ctx: click.Context, hub: str, of_operator: str | None, webhook: str | None, argv: str | None) -> None:
+    """Follow HUB's spike events (`mao follow add HUB --spikes`): each one notified once."""
+    ctx.invoke(follow_add, hub=hub, of_operator=of_operator, dataset=None, tool=None, command=None,
+               no_publish=False, webhook=webhook, argv=argv, spikes=True)  # fmt: skip
+
+
 @follow_group.command("list")
 def follow_list() -> None:
     """This operator's subscriptions."""
