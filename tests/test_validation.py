@@ -193,3 +193,35 @@ def test_scores_know_rows_by_content_or_key_never_by_position(tmp_path: Path) ->
     keyed = {s.name: s for s in score_trees(trees, ["name"])}
     assert (keyed["c"].unique, keyed["c"].missing, keyed["c"].disputed) == (0, 0, 5)
     assert [s.name for s in rank(list(keyed.values()))] == ["a", "b", "c"]
+
+
+async def test_the_api_audits_votes_and_lists_verdicts(three: dict[str, Mao]) -> None:
+    import httpx
+
+    from maomao.api import ApiContext, create_app
+    from maomao.config import load
+    from maomao.etcd import open_store
+    from maomao.services import apitoken
+    from maomao.services.runtasks import RunTasks
+
+    config = load(three["alice"].home)
+    async with open_store(config) as store:
+        app = create_app(ApiContext(config=config, store=store, runs=RunTasks(), daemon=None))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            auth = {"Authorization": f"Bearer {apitoken.token(config)}"}
+            body = {"hub": HUB, "date": DATE, "key": ["name"]}
+            assert (await client.post("/api/v1/audits", json=body)).status_code == 401
+            made = await client.post("/api/v1/audits", json=body, headers=auth)
+            assert made.status_code == 200, made.text
+            assert [s["operator"] for s in made.json()["scores"]][-1] == "carol"
+            got = await client.get(f"/api/v1/audits/{HUB}/{DATE}/{DATASET}")
+            assert got.status_code == 200 and got.json()["id"] == made.json()["id"]
+            assert (await client.get(f"/api/v1/audits/{HUB}/2026-11-21/{DATASET}")).status_code == 404
+            vote = {"hub": HUB, "date": DATE, "operator": "carol", "valid": False, "reason": "short"}
+            cast = await client.post("/api/v1/votes", json=vote, headers=auth)
+            assert cast.status_code == 200 and cast.json()["voter"] == "alice"
+            bad = await client.post("/api/v1/votes", json={**vote, "operator": "Carol"}, headers=auth)
+            assert bad.status_code == 422
+            listed = await client.get("/api/v1/verdicts", params={"hub": HUB})
+            assert listed.status_code == 200 and listed.json()["items"] == []  # nobody tallies here

@@ -43,7 +43,7 @@ from maomao.errors import InvalidValue, LeaseLost, MaoError, NotFound, Unavailab
 from maomao.etcd import Compare, Get, Put, Store
 from maomao.gitstore.groundtruth import ground_truth_tag, tag_ground_truth
 from maomao.keys import validate_date, validate_name
-from maomao.models import Audit, AuditScore, IndexEntry, Verdict, Vote
+from maomao.models import Audit, AuditScore, IndexEntry, Listing, Verdict, Vote
 from maomao.services import advertising
 from maomao.services.ids import new_id
 from maomao.services.store import using_store
@@ -362,6 +362,32 @@ async def ballot_targets(config: Config, store: Store) -> set[tuple[str, str, st
             if name is not None:
                 targets.add((name.hub, name.date, name.operator))
     return targets
+
+
+async def list_verdicts(
+    config: Config, hub: str, date: str | None = None, *, store: Store | None = None
+) -> Listing[Verdict]:
+    """The verdicts of *hub* (of one *date*): one range read; one that does not read, or
+    disagrees with its key, is skipped with a warning."""
+    keys = config.keys
+    async with using_store(config, store) as s:
+        found = await s.range(keys.verdicts(hub, date))
+    items, warnings = [], []
+    for kv in found:
+        names = keys.parse_verdict(kv.key)
+        try:
+            record = Verdict.from_json(kv.value)
+            if (
+                names is None
+                or (record.hub, record.date, record.operator) != names
+                or record.verdict not in VERDICTS
+            ):
+                raise ValueError("it disagrees with its key")
+        except ValueError as exc:
+            warnings.append(f"skipped {kv.key}: {exc}")
+            continue
+        items.append(record)
+    return Listing(items=items, warnings=warnings)
 
 
 async def verdicts(
