@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from maomao.analysis.audit import rank, score_trees
 from maomao.services.validation import HOLD_ENV
 from processes import stop
 from snapshots import publish
+from test_confinement import FlaggedMember, jwt_etcd, make_home, values  # noqa: F401 (a fixture)
 
 HUB, DATE, DATASET = "dockerhub", "2026-11-20", "images"
 ROWS = [(f"image-{i:03d}", i * 7 % 101) for i in range(100)]
@@ -225,3 +228,54 @@ async def test_the_api_audits_votes_and_lists_verdicts(three: dict[str, Mao]) ->
             assert bad.status_code == 422
             listed = await client.get("/api/v1/verdicts", params={"hub": HUB})
             assert listed.status_code == 200 and listed.json()["items"] == []  # nobody tallies here
+
+
+def test_a_confined_operator_audits_votes_and_tallies_but_never_writes_anothers_vote(
+    jwt_etcd: FlaggedMember,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    ns: str,
+    git_config: Path,
+    bare_repo: Callable[..., Path],
+) -> None:
+    import asyncio
+
+    from maomao.config import load
+    from maomao.etcd import open_store
+    from maomao.services.configfile import set_setting
+    from maomao.services.validation import tally
+
+    home = make_home(tmp_path, ns, jwt_etcd.url)
+    alice, bob = home("alice"), home("bob")
+    enabled = alice("--json", "cluster", "auth", "enable")
+    assert enabled.code == 0, enabled.err
+    root_pw = enabled.json()["root_password"]
+    assert alice("cluster", "grant", "bob", "--password-file", str(bob.home / "etcd.password")).code == 0
+    set_setting(bob.home, "etcd.user", "bob")
+    for name, mao, rows in (("alice", alice, ROWS), ("bob", bob, ROWS[:90])):
+        data = write_rows(tmp_path / f"{name}-data" / DATASET, rows)
+        publish(mao, data, "--hub", HUB, "--date", DATE, "--remote", str(bare_repo(f"{name}.git")))
+
+    audited = bob("--json", "audit", HUB, DATE)  # locks/, audits/, events/: all granted to bob
+    assert audited.code == 0, audited.err
+    assert [s["operator"] for s in audited.json()["scores"]] == ["alice", "bob"]
+    assert bob("vote", HUB, DATE, "bob", "--invalid").code == 0
+
+    async def bob_tallies() -> str | None:
+        config = load(bob.home)
+        async with open_store(config) as store:
+            verdict = await tally(config, store, HUB, DATE, "bob")
+        return verdict.verdict if verdict else None
+
+    assert asyncio.run(bob_tallies()) is None  # nobody is live: no majority
+    stored = values(jwt_etcd, f"{ns}/", root_pw)
+    assert (
+        f"{ns}/ops/bob/votes/{HUB}/{DATE}/bob" in stored and f"{ns}/audits/{HUB}/{DATE}/{DATASET}" in stored
+    )
+
+    # bob posing as alice cannot vote in her name
+    mallory = home("mallory", operator="alice")
+    shutil.copy(bob.home / "etcd.password", mallory.home / "etcd.password")
+    set_setting(mallory.home, "etcd.user", "bob")
+    forged = mallory("vote", HUB, DATE, "bob", "--valid")
+    assert forged.code == 1 and "permission denied" in forged.err, forged.err
+    assert f"{ns}/ops/alice/votes/{HUB}/{DATE}/bob" not in values(jwt_etcd, f"{ns}/", root_pw)
