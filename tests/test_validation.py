@@ -279,3 +279,17 @@ def test_a_confined_operator_audits_votes_and_tallies_but_never_writes_anothers_
     forged = mallory("vote", HUB, DATE, "bob", "--valid")
     assert forged.code == 1 and "permission denied" in forged.err, forged.err
     assert f"{ns}/ops/alice/votes/{HUB}/{DATE}/bob" not in values(jwt_etcd, f"{ns}/", root_pw)
+
+
+def test_an_audit_verifies_todays_commit_even_where_an_older_one_was_retrieved(
+    three: dict[str, Mao], tmp_path: Path
+) -> None:
+    alice, carol = three["alice"], three["carol"]
+    assert alice("dataset", "retrieve", HUB, DATE, "carol").code == 0
+    fixed = write_rows(tmp_path / "work-carol" / DATASET, ROWS)  # carol publishes the day again, complete
+    again = publish(carol, fixed, "--hub", HUB, "--date", DATE)
+    result = alice("--json", "audit", HUB, DATE)
+    assert result.code == 0, result.err
+    scores = {s["operator"]: s for s in result.json()["scores"]}
+    assert scores["carol"]["problem"] == "" and scores["carol"]["commit"] == again["advertisement"]["commit"]
+    assert (scores["carol"]["rows"], scores["carol"]["missing"]) == (100, 0)

@@ -39,9 +39,10 @@ from pathlib import Path
 from maomao.analysis.audit import TreeScore, rank, score_trees
 from maomao.clock import now_iso
 from maomao.config import Config
-from maomao.errors import InvalidValue, LeaseLost, MaoError, NotFound, Unavailable, UsageError
+from maomao.errors import AlreadyExists, InvalidValue, LeaseLost, MaoError, NotFound, Unavailable, UsageError
 from maomao.etcd import Compare, Get, Put, Store
 from maomao.gitstore.groundtruth import ground_truth_tag, tag_ground_truth
+from maomao.gitstore.refs import validate_commit
 from maomao.keys import validate_date, validate_name
 from maomao.models import Audit, AuditScore, IndexEntry, Listing, Verdict, Vote
 from maomao.services import advertising
@@ -161,7 +162,18 @@ async def _retrieve_all(
     problems: dict[str, str] = {}
     for entry in entries:
         try:
-            got = await retrieve(config, entry.hub, entry.date, entry.operator, entry.dataset, store=store)
+            try:
+                got = await retrieve(
+                    config, entry.hub, entry.date, entry.operator, entry.dataset, store=store
+                )
+            except AlreadyExists:
+                # the usual place holds another commit (retrieved before a later publish of
+                # the day): this commit gets a place of its own in the home
+                place = validate_commit(entry.commit)  # read from etcd: a path segment only if a sha
+                dest = config.home / "audits" / entry.hub / entry.date / entry.operator / place
+                got = await retrieve(
+                    config, entry.hub, entry.date, entry.operator, entry.dataset, dest=dest, store=store
+                )
         except Unavailable:
             raise  # etcd away: the audit cannot go on
         except MaoError as exc:  # the snapshot's remote is away, or it is not what was advertised
