@@ -22,6 +22,10 @@ The layout (DESIGN.md):
     {ns}/index/presence/{op}                        -> online operator (same lease as presence)
     {ns}/events/{kind}/{id}                         events, with a lease
     {ns}/locks/{name}/, {ns}/elections/{name}/      coordination
+    {ns}/audits/{hub}/{date}/{dataset}              an audit's decision and scores
+    {ns}/audits/{hub}/ballots/{date}/{op}/{voter}   -> a vote's key (for the tallier)
+    {ns}/audits/{hub}/verdicts/{date}/{op}          validated or rejected, by the tallier
+    {ns}/ops/{voter}/votes/{hub}/{date}/{op}        a voter's vote on op's snapshot
 
 No I/O happens here.
 """
@@ -127,6 +131,17 @@ class SnapshotName(NamedTuple):
 _DATE_SHAPE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _INDEX_TAIL_RE = re.compile(rf"({NAME_RULE})/({_DATE_SHAPE})/({NAME_RULE})/({NAME_RULE})")
 _SNAPSHOT_TAIL_RE = re.compile(rf"({NAME_RULE})/snapshots/({NAME_RULE})/({_DATE_SHAPE})/({NAME_RULE})")
+_BALLOT_TAIL_RE = re.compile(rf"({NAME_RULE})/ballots/({_DATE_SHAPE})/({NAME_RULE})/({NAME_RULE})")
+_VERDICT_TAIL_RE = re.compile(rf"({NAME_RULE})/verdicts/({_DATE_SHAPE})/({NAME_RULE})")
+
+
+class BallotName(NamedTuple):
+    """The names in a ballot key: whose snapshot (hub, date, operator) and who voted."""
+
+    hub: str
+    date: str
+    operator: str
+    voter: str
 
 
 @dataclass(frozen=True)
@@ -359,6 +374,57 @@ class Keys:
 
     def audit(self, hub: str, date: str) -> str:
         return f"{self.root}audits/{validate_name(hub, 'hub')}/{validate_date(date)}/"
+
+    def audit_decision(self, hub: str, date: str, dataset: str) -> str:
+        """``{ns}/audits/{hub}/{date}/{dataset}``: the last audit of that dataset's snapshots."""
+        return f"{self.audit(hub, date)}{validate_name(dataset, 'dataset')}"
+
+    @functools.cached_property
+    def audits_root(self) -> str:
+        return f"{self.root}audits/"
+
+    def vote(self, voter: str, hub: str, date: str, op: str) -> str:
+        """``{ns}/ops/{voter}/votes/{hub}/{date}/{op}``: *voter*'s vote on *op*'s snapshot."""
+        return (
+            f"{self.operator(voter)}votes/{validate_name(hub, 'hub')}/{validate_date(date)}/"
+            f"{validate_name(op, 'operator')}"
+        )
+
+    def ballot(self, hub: str, date: str, op: str, voter: str) -> str:
+        """``{ns}/audits/{hub}/ballots/{date}/{op}/{voter}``: a pointer to a vote, so that the
+        tallier finds votes with one watch (it re-reads the vote from the voter's prefix).
+        A date never spells ``ballots``, so these never meet an audit's keys."""
+        return (
+            f"{self.ballots(hub)}{validate_date(date)}/{validate_name(op, 'operator')}/"
+            f"{validate_name(voter, 'operator')}"
+        )
+
+    def ballots(self, hub: str) -> str:
+        return f"{self.audits_root}{validate_name(hub, 'hub')}/ballots/"
+
+    def parse_ballot(self, key: str) -> BallotName | None:
+        """The names in a ballot key, or None when it is not one with valid names."""
+        prefix = self.audits_root
+        match = _BALLOT_TAIL_RE.fullmatch(key, len(prefix)) if key.startswith(prefix) else None
+        if match is None or _date_problem(match[2]):
+            return None
+        return BallotName._make(match.groups())
+
+    def verdict(self, hub: str, date: str, op: str) -> str:
+        """``{ns}/audits/{hub}/verdicts/{date}/{op}``: the tallied verdict on *op*'s snapshot."""
+        return f"{self.verdicts(hub, date)}{validate_name(op, 'operator')}"
+
+    def verdicts(self, hub: str, date: str | None = None) -> str:
+        prefix = f"{self.audits_root}{validate_name(hub, 'hub')}/verdicts/"
+        return prefix if date is None else f"{prefix}{validate_date(date)}/"
+
+    def parse_verdict(self, key: str) -> tuple[str, str, str] | None:
+        """(hub, date, operator) of a verdict key, or None when it is not one."""
+        prefix = self.audits_root
+        match = _VERDICT_TAIL_RE.fullmatch(key, len(prefix)) if key.startswith(prefix) else None
+        if match is None or _date_problem(match[2]):
+            return None
+        return match[1], match[2], match[3]
 
     @staticmethod
     def _path(name: str, kind: str) -> str:

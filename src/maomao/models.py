@@ -602,3 +602,73 @@ class Handled(Record, frozen=True, kw_only=True):
     run: str = ""
     message: str = ""
     at: str = ""
+
+
+class AuditScore(Record, frozen=True, kw_only=True):
+    """One snapshot's standing in an audit (see :mod:`maomao.analysis.audit`): ``rank`` 1 is
+    the best; a snapshot that could not be retrieved and verified ranks last, ``problem``
+    saying why, with no counts."""
+
+    operator: str
+    dataset: str
+    commit: str
+    rank: int
+    rows: int = 0
+    unique: int = 0
+    missing: int = 0
+    disputed: int = 0
+    problem: str = ""
+
+
+class Audit(Record, frozen=True, kw_only=True):
+    """``{ns}/audits/{hub}/{date}/{dataset}``: what an audit decided, how, and every score.
+
+    ``decision`` names the operator whose snapshot ranked first (``commit`` is its commit,
+    tagged ``tag`` in the auditor's dataset repository ``repository``); ``method`` is
+    ``keyed`` (rows known by ``key``) or ``multiset``.
+    """
+
+    id: str
+    hub: str
+    date: str
+    dataset: str
+    auditor: str
+    method: str
+    key: list[str] = msgspec.field(default_factory=list)
+    decision: str
+    commit: str
+    scores: list[AuditScore] = msgspec.field(default_factory=list)
+    tag: str = ""
+    repository: str = ""
+    decided_at: str = ""
+
+
+class Vote(Record, frozen=True, kw_only=True):
+    """``{ns}/ops/{voter}/votes/{hub}/{date}/{operator}``: one voter's verdict on one
+    operator's snapshot of a day."""
+
+    voter: str
+    hub: str
+    date: str
+    operator: str
+    valid: bool
+    reason: str = ""
+    at: str = ""
+
+
+class Verdict(Record, frozen=True, kw_only=True):
+    """``{ns}/audits/{hub}/verdicts/{date}/{operator}``: the elected tallier's count.
+
+    ``verdict`` is ``validated`` or ``rejected``: more than half of the ``live`` members
+    voted that way (``valid`` and ``invalid`` are the live members' votes).
+    """
+
+    hub: str
+    date: str
+    operator: str
+    verdict: str
+    valid: int
+    invalid: int
+    live: list[str] = msgspec.field(default_factory=list)
+    tallied_by: str = ""
+    at: str = ""

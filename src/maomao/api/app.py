@@ -30,6 +30,7 @@ from maomao.api.routes import (
     status,
     subscriptions,
     tools,
+    validation,
 )
 from maomao.api.routes import metrics as metrics_route
 from maomao.config import Config
@@ -70,7 +71,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     _outbox_gauge(app.state.metrics, ctx.config)
     errors.install(app)
     app.add_middleware(auth.TokenGate)
-    resources = (status, members, tools, runs, pipelines, schedules, datasets, etcd, events, spikes, subscriptions)
+    resources = (status, members, tools, runs, pipelines, schedules, datasets, etcd, events, spikes, subscriptions, validation)  # fmt: skip
     for module in resources:
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(seed.router)

@@ -90,6 +90,8 @@ class LazyGroup(SuggestingGroup):
         "cluster": "maomao.cli.cluster:cluster_group",
         "completion": "maomao.cli.completion:completion_command",
         "keys": "maomao.cli.sshkeys:keys_group",
+        "audit": "maomao.cli.validation:audit",
+        "vote": "maomao.cli.validation:vote",
     }
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -121,16 +121,19 @@ def list_(hub: str | None, date: str | None, operator: str | None) -> None:
     """Advertised snapshots, narrowed by hub, date and operator."""
     from maomao.services import datasets
 
-    found = arun(datasets.listing(load_config(), hub=hub, date=date, operator=operator))
+    found, verdicts = arun(
+        datasets.listing_with_verdicts(load_config(), hub=hub, date=date, operator=operator)
+    )
     warn(found.warnings)
     # newest dates first (as the README says), then by hub, operator and dataset
     entries = sorted(found, key=lambda e: (e.hub, e.operator, e.dataset))
     entries.sort(key=lambda e: e.date, reverse=True)
-    rows = [e.to_dict() for e in entries]
+    # the votes' verdict: validated, rejected, or "" (none yet)
+    rows = [{**e.to_dict(), "verdict": verdicts.get(e.ref, "")} for e in entries]
     shown = [{**r, "commit": r["commit"][:12]} for r in rows]
     emit(
         {"snapshots": rows, "warnings": found.warnings},
-        table(shown, ["hub", "date", "operator", "dataset", "commit", "files", "rows"]),
+        table(shown, ["hub", "date", "operator", "dataset", "commit", "files", "rows", "verdict"]),
     )
 
 

@@ -92,6 +92,28 @@ async def listing(
         return await advertising.list_entries(s, config.keys, hub=hub, date=date, operator=operator)
 
 
+async def listing_with_verdicts(
+    config: Config,
+    *,
+    hub: str | None = None,
+    date: str | None = None,
+    operator: str | None = None,
+    store: Store | None = None,
+) -> tuple[Listing[IndexEntry], dict[str, str]]:
+    """`dataset list`: the entries, and the verdict of the votes on each (by its ``ref``:
+    ``validated`` or ``rejected``; absent when there is none)."""
+    from maomao.services.validation import verdicts
+
+    async with using_store(config, store) as s:
+        found = await advertising.list_entries(s, config.keys, hub=hub, date=date, operator=operator)
+        decided = await verdicts(config, s, found.items)
+    return found, {
+        e.ref: decided[(e.hub, e.date, e.operator)]
+        for e in found.items
+        if (e.hub, e.date, e.operator) in decided
+    }
+
+
 async def retrieve(
     config: Config,
     hub: str,
