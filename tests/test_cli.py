@@ -277,7 +277,7 @@ def test_in_process_runs_do_not_inherit_each_others_global_options(
     [
         (
             ["tol", "list"],
-            "unknown command 'tol' of mao (known: api, cluster, compare, completion, dataset, demo, down, etcd, follow, init, keys",
+            "unknown command 'tol' of mao (known: api, audit, cluster, compare, completion, dataset, demo, down, etcd, follow, init, keys",
         ),
         (
             ["tool", "lst"],

@@ -145,7 +145,7 @@ def test_status_reports_the_api_and_every_part_up_and_the_api_answers_on_both_so
     assert doc["api_url"].startswith("http://127.0.0.1:") and doc["api_url"] == up.json()["api_url"]
     assert {t["name"]: t["state"] for t in doc["tasks"]} == {
         "presence": "up", "outbox": "up", "api": "up", "scheduler": "up", "federation": "up",
-        "follower": "up",
+        "follower": "up", "validator": "up",
     }
     assert (alice.home / "node.sock").stat().st_mode & 0o777 == 0o600
     assert (alice.home / "api.token").stat().st_mode & 0o777 == 0o600

@@ -20,7 +20,6 @@ from conftest import Etcdctl, Mao, wait_until
 from gitservers import git
 from maomao.analysis.audit import rank, score_trees
 from maomao.services.validation import HOLD_ENV
-from processes import stop
 from snapshots import publish
 from test_confinement import FlaggedMember, jwt_etcd, make_home, values  # noqa: F401 (a fixture)
 
@@ -129,22 +128,13 @@ def _verdicts(mao: Mao) -> dict[str, str]:
     return {s["operator"]: s["verdict"] for s in result.json()["snapshots"]}
 
 
-def _start_tallier(homes: dict[str, Mao]) -> subprocess.Popen[str] | None:
-    """Start every node; if the nodes do not run the validator part yet, run it alone for
-    alice (``python -m maomao.daemon.validator``)."""
+def _start_nodes(homes: dict[str, Mao]) -> None:
+    """Start every node: each runs the validator part, one of them wins its election."""
     for mao in homes.values():
         up = mao("--json", "up", "--detach", timeout=60)
         assert up.code == 0, up.err
-    tasks = {t["name"] for t in homes["alice"]("--json", "status").json().get("tasks", [])}
-    if "validator" in tasks:
-        return None
-    alice = homes["alice"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "maomao.daemon.validator"],
-        env=alice.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    alice.started.append(proc)
-    return proc
+        tasks = {t["name"]: t["state"] for t in mao("--json", "status").json()["tasks"]}
+        assert tasks["validator"] == "up"
 
 
 def test_votes_of_a_majority_of_live_members_reject_then_validate(
@@ -152,7 +142,7 @@ def test_votes_of_a_majority_of_live_members_reject_then_validate(
 ) -> None:
     alice, bob, carol = three["alice"], three["bob"], three["carol"]
     assert alice("audit", HUB, DATE).code == 0
-    tallier = _start_tallier(three)
+    _start_nodes(three)
     try:
         wait_until(lambda: len(etcdctl.get_prefix(f"{ns}/index/presence/")) == 3, 30, "three live members")
         first = alice("--json", "vote", HUB, DATE, "carol", "--invalid", "--reason", "misses 10% of the rows")
@@ -170,8 +160,8 @@ def test_votes_of_a_majority_of_live_members_reject_then_validate(
         assert carol("vote", HUB, DATE, "carol", "--valid").code == 0
         wait_until(lambda: _verdicts(carol).get("carol") == "validated", 30, "carol's snapshot validated")
     finally:
-        if tallier is not None:
-            stop(tallier)
+        for mao in three.values():
+            mao("down")
 
 
 def test_vote_needs_a_verdict_and_an_advertised_snapshot(three: dict[str, Mao]) -> None:

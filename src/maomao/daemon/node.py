@@ -26,6 +26,7 @@ from maomao.daemon.outbox import flush_outbox_forever
 from maomao.daemon.presence import PresenceHolder, announce
 from maomao.daemon.scheduler import Federation, Scheduler, lead_federation
 from maomao.daemon.supervisor import Part, PartFailed, Supervisor
+from maomao.daemon.validator import Validator
 from maomao.errors import AlreadyExists, NodeError
 from maomao.etcd import Store, open_store
 from maomao.etcd.server import stop_process
@@ -97,6 +98,7 @@ class Node:
             Part("scheduler", scheduler.main),
             Part("federation", partial(lead_federation, federation, ttl=self.config.presence_ttl)),
             Part("follower", follower.main),
+            Part("validator", Validator(self.config, store).main),
         ]
         if self.config.embedded:  # a member's upkeep: run by the node whose member leads
             from maomao.services.cluster import maintain_forever
