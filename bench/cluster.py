@@ -6,7 +6,10 @@ measured in the same run, on a 3-member etcd on loopback.
   etcd3aio (member add --learner, start etcd with state existing, promote until accepted);
 * the longest write gap when the leader is SIGKILLed under a steady write load through
   every endpoint, with maomao's store vs raw etcd3aio (goal <= 1.2x); the killed member
-  is restarted on its data dir between the two.
+  is restarted on its data dir between the two;
+* store throughput (puts, then gets, 32 in flight, through maomao's ``Store``) against a
+  single member with password auth (JWT tokens) and mutual TLS on, as a confined
+  operator's node talks to it, beside the same member with neither (goal >= 0.8x).
 
     python bench/cluster.py [--quick]
 """
@@ -224,11 +227,87 @@ async def join_figure(root: Path, keys: int, raw: bool) -> float:
     return took
 
 
+SECURE_IN_FLIGHT = 32
+
+
+def start_member(root: Path, extra: tuple[str, ...] = (), scheme: str = "http") -> tuple[str, subprocess.Popen[bytes]]:
+    """One etcd member with *extra* flags; health is read on a plain metrics listener."""
+    from maomao.etcd.server import find_etcd
+
+    client, peer, metrics = free_port(), free_port(), free_port()
+    url, peer_url = f"{scheme}://127.0.0.1:{client}", f"{scheme}://127.0.0.1:{peer}"
+    root.mkdir(parents=True, exist_ok=True)
+    argv = [str(find_etcd().path), "--name", "s", "--data-dir", str(root / "data"),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"s={peer_url}", "--listen-metrics-urls", f"http://127.0.0.1:{metrics}",
+            "--log-level", "warn", *extra]  # fmt: skip
+    with open(root / "etcd.log", "ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    wait_healthy(f"http://127.0.0.1:{metrics}", 30, process)
+    return url, process
+
+
+async def throughput(store: Store, count: int) -> float:
+    """Operations a second: *count* puts then *count* gets, SECURE_IN_FLIGHT at a time."""
+    limit = asyncio.Semaphore(SECURE_IN_FLIGHT)
+
+    async def one(op: int) -> None:
+        async with limit:
+            key = f"/bench/secure/k{op % count:06d}"
+            if op < count:
+                await store.put(key, f"value {op}")
+            else:
+                await store.get(key)
+
+    for warm in range(200):
+        await store.put(f"/bench/secure/warm{warm}", "w")
+    started = time.perf_counter()
+    await asyncio.gather(*(one(op) for op in range(2 * count)))
+    return 2 * count / (time.perf_counter() - started)
+
+
+async def secure_figure(root: Path, count: int, rounds: int) -> None:
+    from maomao.services.tls import init_tls
+
+    tls = await asyncio.to_thread(init_tls, root / "tls", clients=["bench"])
+    cert, key = tls.clients["bench"]
+    plain_url, plain = start_member(root / "plain")
+    secure_url, secure = start_member(root / "secure", tls.etcd_flags, scheme="https")
+    pem = {"ca_cert": Path(tls.ca).read_bytes(), "cert_chain": Path(cert).read_bytes(),
+           "cert_key": Path(key).read_bytes()}  # fmt: skip
+    try:
+        async with Store([secure_url], **pem) as admin:
+            await admin.user_add("root", "root-pw")
+            await admin.user_grant_role("root", "root")
+            await admin.user_add("bench", "bench-pw")
+            await admin.role_add("bench")
+            await admin.role_grant_permission("bench", "/bench/", "readwrite", prefix=True)
+            await admin.user_grant_role("bench", "bench")
+            await admin.auth_enable()
+        ratios = []
+        for _ in range(rounds):
+            async with Store([plain_url]) as store:
+                open_rate = await throughput(store, count)
+            async with Store([secure_url], user="bench", password="bench-pw", **pem) as store:
+                secure_rate = await throughput(store, count)
+            ratios.append(secure_rate / open_rate)
+            print(f"store throughput: no auth, no TLS {open_rate:,.0f} ops/s; "
+                  f"auth (JWT) + mutual TLS {secure_rate:,.0f} ops/s ({secure_rate / open_rate:.2f}x)")  # fmt: skip
+        best = max(ratios)
+        print(f"auth + TLS throughput ratio, best of {rounds}: {best:.2f}x "
+              f"(goal >= 0.8x: {'met' if best >= 0.8 else 'MISSED'})")  # fmt: skip
+    finally:
+        for process in (plain, secure):
+            stop_process(process.pid)
+
+
 async def main(quick: bool) -> None:
     keys = 2_000 if quick else 10_000
     rounds = 1 if quick else 3
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        await secure_figure(root / "secure", 2_000 if quick else 10_000, rounds)
         await gap_figure(root / "gap", keys, rounds)
         ours = await join_figure(root / "ours", keys, raw=False)
         raw = await join_figure(root / "raw", keys, raw=True)

@@ -21,9 +21,10 @@ from urllib.parse import quote, urlencode
 import click
 from click.shell_completion import CompletionItem
 
-#: Seconds to connect to, and then to hear from, the node: a completion is interactive.
-CONNECT_TIMEOUT = 0.05
-ANSWER_TIMEOUT = 0.08
+#: Seconds to connect to, and then to hear from, the node: a completion is interactive (it
+#: answers in 50-80 ms here), but a node busy with its first request must not make it empty.
+CONNECT_TIMEOUT = 0.1
+ANSWER_TIMEOUT = 0.3
 
 SHELLS = ("bash", "zsh", "fish")
 
