@@ -249,31 +249,36 @@ class Root(Directory):
         suspicious = _BAD_SEGMENT.search("/".join(rels)) is not None
         last_dir: str | None = None
         node: Directory | None = None
+        children: dict[str, Leaf | Directory] = {}
+        newest = 0
         made: list[Directory] = []
+        leaf = Leaf
         for message, rel in zip(messages, rels, strict=True):
             if suspicious and _BAD_SEGMENT.search(rel):
                 self._skip(self._prefix + rel, "a control character or bytes that are not UTF-8")
                 continue
-            cut = rel.rfind("/") + 1
-            name = rel[cut:]
+            dir_rel, slash, name = rel.rpartition("/")
             if not name:
                 self._skip(self._prefix + rel, "an empty segment")
                 continue
-            dir_rel = rel[:cut]
             if dir_rel != last_dir:
-                last_dir = dir_rel
-                node = self._make_dirs(dir_rel, values, made)
+                if node is not None and newest > node.mod_revision:
+                    node.mod_revision = newest
+                last_dir, newest = dir_rel, 0
+                node = self._make_dirs(dir_rel + slash, values, made)
+                children = node._children if node is not None else {}
             if node is None:
                 self._skip(self._prefix + rel, "an empty segment, or both a leaf and a directory")
                 continue
-            children = node._children
             if name in children:
                 self._skip(self._prefix + rel, "both a leaf and a directory")
                 continue
             mod = message.mod_revision
-            children[name] = Leaf(node, name, message.value if values else None, mod)
-            if mod > node.mod_revision:
-                node.mod_revision = mod
+            children[name] = leaf(node, name, message.value if values else None, mod)
+            if mod > newest:
+                newest = mod
+        if node is not None and newest > node.mod_revision:
+            node.mod_revision = newest
         for directory in reversed(made):  # children were made after their parents
             parent = directory.parent
             if parent is not None and parent.mod_revision < directory.mod_revision:
