@@ -212,6 +212,31 @@ def test_auth_enable_grant_confine_and_revoke(
     assert alice("cluster", "revoke", "bob").code == 1  # nothing left to revoke
 
 
+def test_init_takes_a_confined_operators_credentials(
+    jwt_etcd: FlaggedMember, tmp_path: Path, ns: str
+) -> None:
+    """What `grant` hands over goes into `mao init`: the user into the config, the password
+    into HOME/etcd.password (0600) and never the config; bad credentials write nothing."""
+    alice = make_home(tmp_path, ns, jwt_etcd.url)("alice")
+    assert alice("cluster", "auth", "enable").code == 0
+    handed = tmp_path / "handed-over.txt"
+    assert alice("cluster", "grant", "dave", "--password-file", str(handed)).code == 0
+    dave = Mao(tmp_path / "dave")
+    common = ["init", "--operator", "dave", "--etcd", jwt_etcd.url, "--namespace", ns, "--api-port", str(free_port())]
+    missing = dave(*common, "--etcd-user", "dave", "--etcd-ca", str(tmp_path / "nope.pem"))
+    assert missing.code == 1 and missing.err.startswith("error: --etcd-ca") and "nope.pem" in missing.err
+    assert not (dave.home / "config.toml").exists()
+    lonely = dave(*common, "--etcd-password-file", str(handed))
+    assert lonely.code == 2 and "--etcd-user" in lonely.err
+    made = dave(*common, "--etcd-user", "dave", "--etcd-password-file", str(handed))
+    assert made.code == 0, made.err
+    password = handed.read_text().strip()
+    assert (dave.home / "etcd.password").read_text().strip() == password
+    assert mode(dave.home / "etcd.password") == 0o600
+    assert config_of(dave)["etcd"]["user"] == "dave" and password not in (dave.home / "config.toml").read_text()
+    assert dave("dataset", "hubs").code == 0  # authenticated as dave
+
+
 def test_auth_enable_refuses_simple_tokens(simple_etcd: FlaggedMember, tmp_path: Path, ns: str) -> None:
     alice = make_home(tmp_path, ns, simple_etcd.url)("alice")
     refused = alice("cluster", "auth", "enable")

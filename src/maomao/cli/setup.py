@@ -3,6 +3,8 @@ options are read from :mod:`maomao.config`, which the other commands load only w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from maomao.cli.app import CONTEXT
@@ -52,6 +54,15 @@ def setting_range(name: str) -> click.IntRange:
     type=setting_range("api.port"),
     help=f"Port of the node's HTTP API on 127.0.0.1 (default {config_default('api.port')} or a free one).",
 )
+@click.option("--etcd-user", metavar="NAME", help="Your etcd user in a confined federation (`mao cluster grant`).")
+@click.option("--etcd-password-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The password of --etcd-user: copied into HOME/etcd.password (0600), never into the config.")
+@click.option("--etcd-ca", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The CA of the cluster's certificates (TLS: https:// endpoints).")
+@click.option("--etcd-cert", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Your client certificate (mutual TLS), with --etcd-key.")
+@click.option("--etcd-key", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The private key of --etcd-cert (mode 0600).")
 @click.option("--force", is_flag=True, help="Overwrite an existing config.")
 def init(
     operator: str | None,
@@ -63,6 +74,11 @@ def init(
     peer_port: int | None,
     presence_ttl: int | None,
     api_port: int | None,
+    etcd_user: str | None,
+    etcd_password_file: Path | None,
+    etcd_ca: Path | None,
+    etcd_cert: Path | None,
+    etcd_key: Path | None,
     force: bool,
 ) -> None:
     """Write this operator's config under MAO_HOME."""
@@ -89,6 +105,11 @@ def init(
             peer_port=peer_port,
             presence_ttl=presence_ttl,
             api_port=api_port,
+            etcd_user=etcd_user,
+            etcd_password_file=etcd_password_file,
+            etcd_ca=etcd_ca,
+            etcd_cert=etcd_cert,
+            etcd_key=etcd_key,
             force=force,
         )
     except OSError as exc:

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from maomao.config import Config, default, save, split_endpoints
-from maomao.errors import AlreadyExists, UsageError
+from maomao.errors import AlreadyExists, InvalidValue, UsageError
 
 #: Ports tried first for an embedded etcd and the API; taken ones fall back to free ports.
 ETCD_CLIENT_PORT: int = default("etcd.client_port")
@@ -50,10 +50,20 @@ def init_home(
     peer_port: int | None = None,
     api_port: int | None = None,
     presence_ttl: int | None = None,
+    etcd_user: str | None = None,
+    etcd_password_file: Path | None = None,
+    etcd_ca: Path | None = None,
+    etcd_cert: Path | None = None,
+    etcd_key: Path | None = None,
     force: bool = False,
 ) -> Config:
     """Write the operator's config. Ports default to 2379/2380 (embedded etcd) and 8765 (API)
-    when free, else to free ports, so several operators can live on one machine."""
+    when free, else to free ports, so several operators can live on one machine.
+
+    A confined operator's credentials (what `mao cluster grant` and `tls init` handed over)
+    are given here: the user goes into the config, the password is copied into
+    ``HOME/etcd.password`` (0600, never into the config), the TLS files are named by their
+    absolute paths. Each is checked before anything is written."""
     if embedded == bool(etcd):
         raise UsageError("give exactly one of --embedded or --etcd URL[,URL…]")
     taken: set[int] = set()
@@ -78,10 +88,44 @@ def init_home(
         git_remote=git_remote,
         api_port=api_port,
         presence_ttl=default("node.presence_ttl") if presence_ttl is None else presence_ttl,
+        etcd_user=etcd_user,
+        etcd_ca=_readable(etcd_ca, "--etcd-ca"),
+        etcd_cert=_readable(etcd_cert, "--etcd-cert"),
+        etcd_key=_readable(etcd_key, "--etcd-key"),
     )
+    if etcd_password_file is not None and not etcd_user:
+        raise UsageError("--etcd-password-file needs --etcd-user")
+    password = _password(etcd_password_file) if etcd_password_file is not None else None
     if config.paths.config_file.exists() and not force:
         raise AlreadyExists(f"{config.paths.config_file} already exists (use --force to overwrite)")
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
+    if password is not None:
+        from maomao.atomic import atomic_write
+
+        atomic_write(config.paths.etcd_password_file, password + "\n", mode=0o600)
     save(config, force=force)
     return config
+
+
+def _readable(path: Path | None, option: str) -> str | None:
+    """*path* as an absolute path, once it is a readable file (``None`` stays ``None``)."""
+    if path is None:
+        return None
+    resolved = path.expanduser().resolve()
+    try:
+        with resolved.open("rb"):
+            pass
+    except OSError as exc:
+        raise InvalidValue(f"{option} {path}: {exc.strerror or exc}") from None
+    return str(resolved)
+
+
+def _password(path: Path) -> str:
+    try:
+        text = path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidValue(f"--etcd-password-file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not text or "\n" in text:
+        raise InvalidValue(f"--etcd-password-file {path}: expected one line, the password")
+    return text
