@@ -94,15 +94,9 @@ def _member_row(m: Any) -> dict[str, Any]:
 @click.command("members", context_settings=CONTEXT)
 def members_command() -> None:
     """The cluster's members: health, leader, learner and DB size."""
-    from maomao.etcd import open_store
     from maomao.services.cluster import cluster_members
 
-    async def run() -> Any:
-        config = _config()
-        async with open_store(config) as store:
-            return await cluster_members(config, store)
-
-    view = _arun(run())
+    view = _arun(cluster_members(_config()))
     warn(view.alarms)
     emit(
         view.to_dict(),
@@ -117,15 +111,9 @@ def members_command() -> None:
 @click.command("status", context_settings=CONTEXT)
 def status_command() -> None:
     """DB size against the quota per member, alarms, the last compaction and defragmentation."""
-    from maomao.etcd import open_store
     from maomao.services.cluster import cluster_status
 
-    async def run() -> Any:
-        config = _config()
-        async with open_store(config) as store:
-            return await cluster_status(config, store)
-
-    status = _arun(run())
+    status = _arun(cluster_status(_config()))
     warn(status.warnings)
     rows = [
         {"name": u.name, "health": "healthy" if u.healthy else "unhealthy", "db": _size(u.db_size),
@@ -153,15 +141,9 @@ def status_command() -> None:
 @click.option("--no-defrag", is_flag=True, help="Compact only.")
 def maintain_command(keep: int, no_defrag: bool) -> None:
     """Compact to a retention revision, then defragment the members one at a time."""
-    from maomao.etcd import open_store
     from maomao.services.cluster import maintain
 
-    async def run() -> Any:
-        config = _config()
-        async with open_store(config) as store:
-            return await maintain(config, store, keep=keep, defragment=not no_defrag)
-
-    done = _arun(run())
+    done = _arun(maintain(_config(), keep=keep, defragment=not no_defrag))
     warn([f"not defragmented: {s}" for s in done.skipped])
     lines = [
         f"compacted to revision {done.compacted_revision}"

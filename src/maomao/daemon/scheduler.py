@@ -342,26 +342,12 @@ async def lead_federation(scheduler: Scheduler, up: Up, *, ttl: int) -> None:
     node leads, keep the federation's schedules (``index/schedules/``); when the leadership is
     lost (the lease expired), stop them and campaign again. A new leader catches up the slot a
     dead one left unclaimed, within the grace; the shared claims make a slot run once."""
-    config = scheduler.config
-    election = scheduler.store.election(config.keys.election("scheduler"), value=config.operator, ttl=ttl)
-    up()
-    while True:
-        await election.campaign()
-        log.info("scheduler: %s leads the federation's schedules", config.operator)
-        keeping = asyncio.create_task(scheduler.main(lambda: None), name="federation-schedules")
-        lost = asyncio.create_task(election.lost.wait())
-        try:
-            await asyncio.wait({keeping, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-            keeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeping
-            with contextlib.suppress(Exception):
-                await election.resign()
-        if keeping.done() and not keeping.cancelled() and keeping.exception() is not None:
-            raise keeping.exception()  # type: ignore[misc]
-        log.warning("scheduler: leadership of the federation's schedules lost; campaigning again")
+    from maomao.daemon.leading import while_leading
+
+    await while_leading(
+        scheduler.config, scheduler.store, "scheduler", lambda: scheduler.main(lambda: None), up,
+        ttl=ttl, what="the federation's schedules",
+    )  # fmt: skip
 
 
 def _epoch(iso: str, default: int) -> int:

@@ -34,28 +34,11 @@ class Validator:
 
     async def main(self, up: Up) -> None:
         """Campaign, tally while leading, campaign again when the leadership is lost."""
-        config = self.config
-        election = self.store.election(
-            config.keys.election("validator"), value=config.operator, ttl=config.presence_ttl
+        from maomao.daemon.leading import while_leading
+
+        await while_leading(
+            self.config, self.store, "validator", self._lead, up, ttl=self.config.presence_ttl, what="validator"
         )
-        up()
-        while True:
-            await election.campaign()
-            log.info("validator: %s tallies the votes", config.operator)
-            tallying = asyncio.create_task(self._lead(), name="validator-tally")
-            lost = asyncio.create_task(election.lost.wait())
-            try:
-                await asyncio.wait({tallying, lost}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                lost.cancel()
-                tallying.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await tallying
-                with contextlib.suppress(Exception):
-                    await election.resign()
-            if tallying.done() and not tallying.cancelled() and tallying.exception() is not None:
-                raise tallying.exception()  # type: ignore[misc]
-            log.warning("validator: leadership lost; campaigning again")
 
     async def _lead(self) -> None:
         from maomao.services.validation import ballot_targets

@@ -34,6 +34,7 @@ from maomao.etcd.server import EmbeddedEtcd, health, log_tail, stop_process
 from maomao.models import Record
 from maomao.pids import pid_alive
 from maomao.services.pidfile import running_state
+from maomao.services.store import using_store
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -531,11 +532,12 @@ def _this_peer(config: Config) -> str:
     return member_server(config).peer_url if config.embedded else ""
 
 
-async def cluster_members(config: Config, store: Store) -> ClusterView:
+async def cluster_members(config: Config, store: Store | None = None) -> ClusterView:
     """Every member with its health, whether it leads, is a learner, and its DB size."""
-    members = await store.members()
-    views = await asyncio.gather(*(_member_status(m, _this_peer(config)) for m in members))
-    alarms = await store.alarms()
+    async with using_store(config, store) as s:
+        members = await s.members()
+        views = await asyncio.gather(*(_member_status(m, _this_peer(config)) for m in members))
+        alarms = await s.alarms()
     names = {m.id: m.name or m.id for m in members}
     leader = next((v.name for v in views if v.leader), "")
     return ClusterView(
@@ -575,8 +577,13 @@ def quota_of(client_url: str) -> int:
     return DEFAULT_QUOTA
 
 
-async def cluster_status(config: Config, store: Store) -> ClusterStatus:
+async def cluster_status(config: Config, store: Store | None = None) -> ClusterStatus:
     """DB size against the quota per member, alarms, and the last compaction and defrag."""
+    async with using_store(config, store) as s:
+        return await _cluster_status(config, s)
+
+
+async def _cluster_status(config: Config, store: Store) -> ClusterStatus:
     view = await cluster_members(config, store)
     quotas = await asyncio.gather(
         *(
@@ -624,11 +631,16 @@ async def _const(value: T) -> T:
 
 # -- maintain ---------------------------------------------------------------------------------
 async def maintain(
-    config: Config, store: Store, *, keep: int = DEFAULT_KEEP_REVISIONS, defragment: bool = True
+    config: Config, store: Store | None = None, *, keep: int = DEFAULT_KEEP_REVISIONS, defragment: bool = True
 ) -> MaintainResult:
     """Compact the history to the current revision minus *keep*, then defragment the
     members one at a time (a member defragmenting answers nothing else), each healthy
     again before the next. Records what it did under ``{ns}/cluster/maintenance``."""
+    async with using_store(config, store) as s:
+        return await _maintain(config, s, keep=keep, defragment=defragment)
+
+
+async def _maintain(config: Config, store: Store, *, keep: int, defragment: bool) -> MaintainResult:
     if keep < 0:
         raise UsageError("--keep must be 0 or more revisions")
     previous, _ = await last_maintenance(config, store)

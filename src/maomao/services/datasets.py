@@ -105,7 +105,7 @@ async def listing_with_verdicts(
     from maomao.services.validation import verdicts
 
     async with using_store(config, store) as s:
-        found = await advertising.list_entries(s, config.keys, hub=hub, date=date, operator=operator)
+        found = await listing(config, hub=hub, date=date, operator=operator, store=s)
         decided = await verdicts(config, s, found.items)
     return found, {
         e.ref: decided[(e.hub, e.date, e.operator)]

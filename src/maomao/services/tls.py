@@ -126,8 +126,6 @@ def member_jwt_flag(home: Path) -> str:
     (made at the first start), so that `mao cluster auth enable` works and its tokens
     survive a restart of etcd. Without openssl, "" (etcd's simple tokens; auth enable
     then says what is missing)."""
-    import shutil
-
     where = home / "etcd-jwt"
     key, pub = where / "jwt.key", where / "jwt.pub"
     if not (key.exists() and pub.exists()):

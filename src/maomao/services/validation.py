@@ -36,7 +36,6 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from maomao.analysis.audit import TreeScore, rank, score_trees
 from maomao.clock import now_iso
 from maomao.config import Config
 from maomao.errors import AlreadyExists, InvalidValue, LeaseLost, MaoError, NotFound, Unavailable, UsageError
@@ -186,7 +185,9 @@ async def _retrieve_all(
 def _scores(
     entries: list[IndexEntry], trees: dict[str, Path], problems: dict[str, str], key: list[str]
 ) -> list[AuditScore]:
-    scored: list[TreeScore] = rank(score_trees(trees, key)) if trees else []
+    from maomao.analysis.audit import rank, score_trees  # polars: only an audit pays for it
+
+    scored = rank(score_trees(trees, key)) if trees else []
     by_operator = {e.operator: e for e in entries}
     result = [
         AuditScore(

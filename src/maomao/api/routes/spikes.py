@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from maomao.analysis.spikes import DEFAULT_WINDOW
 from maomao.api.deps import Ctx
 from maomao.api.schemas import ok, reply
 from maomao.models import Listing
@@ -26,7 +27,7 @@ class SeriesCheck(BaseModel):
     source: str = Field("series.csv", description="the name errors quote")
     method: MethodName = "mad"
     threshold: float | None = Field(None, gt=0, description="a z-score (pct, legacy: a relative change)")
-    window: int = Field(28, ge=3, le=10_000)
+    window: int = Field(DEFAULT_WINDOW, ge=3, le=10_000)
     column: str | None = None
 
 
@@ -38,7 +39,7 @@ async def list_spikes(
     since: str | None = None,
     method: MethodName = "mad",
     threshold: float | None = None,
-    window: int = 28,
+    window: int = DEFAULT_WINDOW,
 ) -> Response:
     """The spikes of every (operator, hub, dataset) series, oldest first; *since* keeps
     those on or after a date."""

@@ -318,12 +318,15 @@ class Root(Directory):
 
     def _resync(self, batch: WatchBatch) -> None:
         """Replace the tree by the prefix's content at ``batch.revision`` (after a compaction)."""
-        at = batch.revision
+        self._replace(self, ((e.key, e.value, e.revision) for e in batch.events), batch.revision)
+
+    def _replace(self, directory: Directory, items: Iterable[tuple[str, bytes, int]], at: int) -> None:
+        """Make *directory* hold exactly *items* (key, value, mod revision), true at *at*."""
         present = set()
-        for event in batch.events:
-            present.add(event.key)
-            self._apply("put", event.key, event.value, event.revision, at)
-        for leaf in list(self.walk()):
+        for key, value, mod in items:
+            present.add(key)
+            self._apply("put", key, value, mod, at)
+        for leaf in list(directory.walk()):
             if leaf.key not in present:
                 self._apply("delete", leaf.key, b"", at, at)
 
@@ -395,13 +398,7 @@ class Root(Directory):
                 return
             result = await self._store.range(directory.key)
             at = result.revision
-            present = set()
-            for kv in result.items:
-                present.add(kv.key)
-                self._apply("put", kv.key, kv.value, kv.mod_revision, at)
-            for leaf in list(directory.walk()):
-                if leaf.key not in present:
-                    self._apply("delete", leaf.key, b"", at, at)
+            self._replace(directory, ((kv.key, kv.value, kv.mod_revision) for kv in result.items), at)
             directory._floor = max(directory._floor, at)
             self._mark_loaded(directory)
 
